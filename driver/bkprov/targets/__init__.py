@@ -1,0 +1,1 @@
+"""Targets bkprov makes and removes: systemd containers (Docker) and, later, VMs (QEMU)."""

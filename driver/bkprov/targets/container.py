@@ -1,0 +1,160 @@
+"""The container target: systemd as PID 1 in a Docker container, made with the Docker SDK.
+
+/var/lib/buildkit lives on a named volume (never on the overlay root: nested overlayfs
+is a known cause of "invalid argument"), cgroupns is the host's and /sys/fs/cgroup is
+mounted read-write so systemd can run. The container has no network of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from bkprov.errors import BkprovError
+
+KIND_LABEL = "dev.bkprov.target"
+VERSION_LABEL = "dev.bkprov.version"
+CAPS_LABEL = "dev.bkprov.capabilities"
+# Capability numbers Docker 20.10 knows by name (CAP_CHECKPOINT_RESTORE, BPF and PERFMON it rejects).
+CAPABILITIES = [
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+]
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ContainerTarget:
+    name: str
+    version: str
+    status: str
+    capabilities: str  # "privileged" or "explicit (without …)"
+
+    @property
+    def volume(self) -> str:
+        return volume_name(self.name)
+
+
+def volume_name(name: str) -> str:
+    return f"{name}-buildkit"
+
+
+def bounding_set_missing() -> list[str]:
+    """Capabilities Docker knows that this machine's bounding set lacks (privileged fails on them)."""
+    with open("/proc/self/status", encoding="utf-8") as handle:
+        bounding = next(int(line.split()[1], 16) for line in handle if line.startswith("CapBnd:"))
+    return [name for bit, name in enumerate(CAPABILITIES) if not bounding & (1 << bit)]
+
+
+def client() -> docker.DockerClient:
+    try:
+        cli = docker.from_env()
+        cli.ping()
+        return cli
+    except docker.errors.DockerException as exc:
+        raise BkprovError(
+            f"cannot reach the Docker daemon ({exc}). Start it (e.g. `systemctl start docker`, or "
+            "`dockerd --iptables=false --bridge=none &`) or set DOCKER_HOST."
+        ) from exc
+
+
+def get(cli: docker.DockerClient, name: str) -> Container | None:
+    try:
+        return cli.containers.get(name)
+    except docker.errors.NotFound:
+        return None
+
+
+def describe(container: Container) -> ContainerTarget:
+    labels = container.labels
+    return ContainerTarget(container.name, labels.get(VERSION_LABEL, ""), container.status, labels.get(CAPS_LABEL, ""))
+
+
+def ours(container: Container) -> bool:
+    return container.labels.get(KIND_LABEL) == "container"
+
+
+def list_targets(cli: docker.DockerClient) -> list[ContainerTarget]:
+    found = cli.containers.list(all=True, filters={"label": f"{KIND_LABEL}=container"})
+    return sorted((describe(c) for c in found), key=lambda t: t.name)
+
+
+def _run(cli: docker.DockerClient, image: str, name: str, version: str, extra: dict, caps: str, network: str) -> Container:
+    return cli.containers.run(
+        image,
+        name=name,
+        hostname=name,
+        detach=True,
+        labels={KIND_LABEL: "container", VERSION_LABEL: version, CAPS_LABEL: caps},
+        cgroupns="host",
+        stop_signal="SIGRTMIN+3",  # systemd's clean shutdown
+        network_mode=network,
+        tmpfs={"/run": "rw,mode=755", "/run/lock": "rw", "/tmp": "rw,exec,mode=1777"},
+        volumes={
+            "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+            volume_name(name): {"bind": "/var/lib/buildkit", "mode": "rw"},
+        },
+        **extra,
+    )
+
+
+def create(cli: docker.DockerClient, name: str, image: str, version: str, log: Log, network: str = "none") -> Container:
+    """Start a new systemd container; try --privileged, fall back to explicit capabilities."""
+    try:
+        container = _run(cli, image, name, version, {"privileged": True}, "privileged", network)
+    except docker.errors.APIError as exc:
+        if "apply caps" not in str(exc) and "operation not permitted" not in str(exc):
+            raise BkprovError(f"docker could not start {name}: {exc.explanation or exc}") from exc
+        leftover = get(cli, name)
+        if leftover is not None:
+            leftover.remove(force=True)
+        missing = bounding_set_missing()
+        caps = f"explicit (without {', '.join(missing) or 'nothing'})"
+        log(f"--privileged refused ({exc.explanation}); using all capabilities but {', '.join(missing)}")
+        extra = {
+            "cap_add": ["ALL"],
+            "cap_drop": missing,
+            "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+        }
+        try:
+            container = _run(cli, image, name, version, extra, caps, network)
+        except docker.errors.APIError as exc2:
+            raise BkprovError(f"docker could not start {name}: {exc2.explanation or exc2}") from exc2
+    wait_for_systemd(container)
+    return container
+
+
+def wait_for_systemd(container: Container, timeout: float = 60) -> None:
+    """Wait until systemd reports running or degraded; show its state on timeout."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status != "running":
+            logs = container.logs(tail=20).decode(errors="replace")
+            raise BkprovError(f"container {container.name} exited while booting systemd:\n{logs}")
+        code, out = container.exec_run(["systemctl", "is-system-running"])
+        state = out.decode(errors="replace").strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.3)
+    raise BkprovError(f"systemd in {container.name} did not come up within {timeout:.0f} s (state: {state or 'unknown'})")
+
+
+def destroy(cli: docker.DockerClient, name: str) -> None:
+    container = get(cli, name)
+    if container is not None:
+        container.remove(force=True, v=True)
+    try:
+        cli.volumes.get(volume_name(name)).remove(force=True)
+    except docker.errors.NotFound:
+        pass
