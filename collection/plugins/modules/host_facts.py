@@ -58,6 +58,10 @@ socket_unit:
   description: Whether a buildkit.socket unit file is installed in C(unit_dir).
   type: bool
   returned: always
+units:
+  description: C(enabled) and C(active) of buildkit.socket and buildkit.service.
+  type: dict
+  returned: always
 """
 
 import os
@@ -96,6 +100,15 @@ def cgroup_layout(table):
     return "v1"
 
 
+def unit_states(module):
+    states = {}
+    for unit in ("buildkit.socket", "buildkit.service"):
+        enabled = module.run_command(["systemctl", "is-enabled", unit])[1].strip()
+        active = module.run_command(["systemctl", "is-active", unit])[1].strip()
+        states[unit] = {"enabled": enabled == "enabled", "active": active == "active"}
+    return states
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -124,6 +137,7 @@ def main():
         root_fstype=fstype_of(module.params["buildkit_root"], table),
         installed_version=installed,
         socket_unit=os.path.exists(os.path.join(module.params["unit_dir"], "buildkit.socket")),
+        units=unit_states(module) if pid1 == "systemd" else {},
     )
 
 

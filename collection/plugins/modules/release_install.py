@@ -13,11 +13,16 @@ description:
     directory renamed into place, so a failure never leaves a half-unpacked release.
   - Points C(bin_dir/<name>) at C(dest/bin/<name>) for every binary the tarball holds, atomically, and
     removes links in C(bin_dir) that point into C(root) but not into C(dest) (left by another version).
-  - Unchanged when C(dest) holds the same tarball (by sha256) and every link is right.
+  - Unchanged when C(dest) holds the tarball with C(sha256) and every link is right; then C(src)
+    need not exist, so callers copy the tarball only when C(needs_tarball) comes back true.
 options:
   src:
     description: Tarball on the target.
     type: path
+    required: true
+  sha256:
+    description: The tarball's sha256 (verified on the controller).
+    type: str
     required: true
   dest:
     description: Versioned install directory, for example C(/usr/local/lib/bkprov/buildkit/v0.10.6).
@@ -47,6 +52,7 @@ EXAMPLES = r"""
 - name: Install BuildKit v0.10.6
   bkprov.buildkit.release_install:
     src: /var/cache/bkprov/buildkit-v0.10.6.linux-amd64.tar.gz
+    sha256: 9a21a41298c4a2a7a2b57cb90d37463d3a9057aedfe97a04b0e4fd6f622549d8
     dest: /usr/local/lib/bkprov/buildkit/v0.10.6
     root: /usr/local/lib/bkprov/buildkit
     bin_dir: /usr/local/bin
@@ -55,6 +61,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+needs_tarball:
+  description: The release is not installed and C(src) is missing; copy it and call again.
+  type: bool
+  returned: always
 unpacked:
   description: Whether the tarball was unpacked in this run.
   type: bool
@@ -155,6 +165,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             src=dict(type="path", required=True),
+            sha256=dict(type="str", required=True),
             dest=dict(type="path", required=True),
             root=dict(type="path", required=True),
             bin_dir=dict(type="path", required=True),
@@ -165,12 +176,15 @@ def main():
     )
     p = module.params
     root = os.path.realpath(p["root"])
-    digest = sha256_of(p["src"])
-    result = dict(changed=False, unpacked=False, linked=[], removed=[])
+    digest = p["sha256"]
+    result = dict(changed=False, unpacked=False, needs_tarball=False, linked=[], removed=[])
 
     if read(os.path.join(p["dest"], MARKER)) != digest or any(
         not os.path.isfile(os.path.join(p["dest"], "bin", b)) for b in p["required"]
     ):
+        if not os.path.isfile(p["src"]) or sha256_of(p["src"]) != digest:
+            result["needs_tarball"] = True
+            module.exit_json(**result, binaries=[], missing=[])
         result.update(changed=True, unpacked=True)
         if module.check_mode:
             module.exit_json(**result, binaries=p["required"], missing=[])

@@ -158,3 +158,31 @@ def destroy(cli: docker.DockerClient, name: str) -> None:
         cli.volumes.get(volume_name(name)).remove(force=True)
     except docker.errors.NotFound:
         pass
+
+
+def inventory(name: str) -> dict:
+    """Ansible reaches the container through the docker connection, as root (no sudo in the image)."""
+    return {
+        "all": {
+            "hosts": {
+                name: {
+                    "ansible_connection": "community.docker.docker",
+                    "ansible_host": name,
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                    "ansible_become": False,
+                }
+            }
+        }
+    }
+
+
+def default_name(version: str) -> str:
+    return "bkprov-" + version.replace(".", "-")
+
+
+def ensure_running(container: Container) -> None:
+    """Start a stopped target and wait for systemd."""
+    container.reload()
+    if container.status != "running":
+        container.start()
+    wait_for_systemd(container)

@@ -1,0 +1,335 @@
+"""The bkprov command line.
+
+Heavy imports (docker, ansible_runner) happen inside commands, so bad input is
+answered at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bkprov import __version__, catalog
+from bkprov.errors import BkprovError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def log(message: str) -> None:
+    console.print(f"[dim]bkprov:[/] {message}", highlight=False)
+
+
+# ---------------------------------------------------------------- versions
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    releases = catalog.all_releases()
+    if args.json:
+        print(json.dumps([r.as_json() for r in releases], indent=2))
+        return 0
+    table = Table("version", "released", "runc pin", "system runc", "fd://", "COPY", "sha256", "defects")
+    for r in releases:
+        table.add_row(
+            r.version, r.released, r.runc_pin, r.runc_release, "yes" if r.socket_activation else "no",
+            r.copy, (r.sha256 or "-")[:12], ", ".join(r.defects),
+        )
+    out.print(table)
+    return 0
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def cmd_artifacts_list(args: argparse.Namespace) -> int:
+    from bkprov import artifacts
+    from bkprov.paths import cache_dir
+
+    lock = artifacts.lock_entries()
+    rows = []
+    for release in catalog.all_releases():
+        for item in artifacts.needed(release.version):
+            if item.kind == "runc" and any(r["file"] == item.relpath for r in rows):
+                continue
+            entry = lock.get(item.relpath, {})
+            rows.append({
+                "kind": item.kind, "version": item.version, "file": item.relpath, "cached": item.cached,
+                "sha256": entry.get("sha256") or item.sha256, "origin": entry.get("origin") or ("catalog" if item.sha256 else None),
+            })
+    if args.json:
+        print(json.dumps({"cache": str(cache_dir()), "artifacts": rows}, indent=2))
+        return 0
+    table = Table("kind", "version", "cached", "origin", "sha256", title=f"cache: {cache_dir()}")
+    for row in rows:
+        if row["cached"] or args.all:
+            table.add_row(row["kind"], row["version"], "yes" if row["cached"] else "-", row["origin"] or "-", (row["sha256"] or "-")[:16])
+    out.print(table)
+    return 0
+
+
+def cmd_artifacts_import(args: argparse.Namespace) -> int:
+    from bkprov import artifacts
+
+    if args.kind == "buildkit":
+        catalog.get(args.version)
+    result = artifacts.import_file(args.kind, args.version, args.file)
+    log(f"imported {args.file} as {result.relpath} (sha256 {result.sha256}); provisions of {args.version} use it")
+    return 0
+
+
+# ---------------------------------------------------------------- provision
+
+
+def prefetch(version: str) -> None:
+    """Make the release's artifacts present and verified, with a progress bar for downloads."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from bkprov import artifacts
+
+    for item in artifacts.needed(version):
+        if item.cached:
+            artifacts.fetch(item)  # verifies the hash (cheap), raises on mismatch
+            continue
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task(f"{item.kind} {item.version}", total=None)
+            result = artifacts.fetch(item, lambda done, total: progress.update(task, completed=done, total=total))
+        log(f"fetched {result.relpath} ({result.origin} sha256 {result.sha256[:16]}…)")
+        if result.warning:
+            log(f"[yellow]warning:[/] {result.warning}")
+
+
+def extravars(args: argparse.Namespace, version: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {"buildkit_version": version}
+    if args.registry:
+        extra["buildkit_registries"] = {args.registry: {"http": True}}
+        extra["verify_registry"] = args.registry
+    return extra
+
+
+def run_play(playbook: str, inventory: Any, extra: dict[str, Any], title: str, verbose: int) -> Any:
+    from bkprov.display import PlayDisplay
+    from bkprov.runner import run_playbook
+
+    with PlayDisplay(console, title, verbose=verbose > 0) as display:
+        return run_playbook(playbook, inventory, extra, sink=display, verbosity=max(verbose - 1, 0))
+
+
+def report(result: Any, summary: dict[str, Any], as_json: bool) -> int:
+    summary.update(
+        ok=result.succeeded, changed=result.changed, build_output=result.verify_output or None,
+        failures=[{"host": f.host, "task": f.task, "message": f.message} for f in result.failures],
+    )
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for failure in result.failures:
+            console.print(f"[red]failed:[/] [{failure.host}] {failure.task}\n{failure.message}", highlight=False)
+        if not result.succeeded and not result.failures:
+            console.print("[red]ansible-playbook failed:[/]\n" + "\n".join(result.output_tail), highlight=False)
+        if result.verify_output:
+            out.print(f"RUN output: {result.verify_output}", highlight=False)
+        times = ", ".join(f"{k} {v:.1f}s" for k, v in summary["seconds"].items())
+        state = "[green]ok[/]" if result.succeeded else "[red]FAILED[/]"
+        out.print(f"{state} BuildKit {summary['version']} on {summary['target']} {summary['name'] or ''}: "
+                  f"changed={result.changed} ({times})", highlight=False)
+    return 0 if result.succeeded else 1
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    release = catalog.get(args.version)
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    if args.target == "vm":
+        raise BkprovError("the VM target is not available yet; use --target container or --inventory", exit_code=2)
+    prefetch(release.version)
+    seconds["artifacts"] = time.monotonic() - started
+
+    name = None
+    if args.inventory:
+        inventory: Any = args.inventory
+        target = "inventory"
+    else:
+        from bkprov import images
+        from bkprov.targets import container as ct
+
+        cli = ct.client()
+        name = args.name or ct.default_name(release.version)
+        t0 = time.monotonic()
+        existing = ct.get(cli, name)
+        if existing is not None and not ct.ours(existing):
+            raise BkprovError(f"a container named {name} exists and is not a bkprov target; pick another --name", exit_code=2)
+        if existing is None:
+            image = args.image or images.ensure_image(cli, log)
+            log(f"creating container {name} from {image}")
+            ct.create(cli, name, image, release.version, log, network=args.network)
+        else:
+            log(f"converging existing target {name}")
+            ct.ensure_running(existing)
+        seconds["target"] = time.monotonic() - t0
+        inventory = ct.inventory(name)
+        target = "container"
+
+    result = run_play("provision.yml", inventory, extravars(args, release.version),
+                      f"provision {release.version}", args.verbose)
+    seconds["ansible"] = result.seconds
+    seconds["total"] = time.monotonic() - started
+    summary = {"version": release.version, "target": target, "name": name, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+    return report(result, summary, args.json)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from bkprov.targets import container as ct
+
+    cli = ct.client()
+    container = ct.get(cli, args.name)
+    if container is None or not ct.ours(container):
+        raise BkprovError(f"no bkprov target named {args.name}; `bkprov list` shows them", exit_code=2)
+    ct.ensure_running(container)
+    extra: dict[str, Any] = {"verify_buildkit_version": container.labels.get(ct.VERSION_LABEL, "")}
+    if args.registry:
+        extra["verify_registry"] = args.registry
+    started = time.monotonic()
+    result = run_play("verify.yml", ct.inventory(args.name), extra, f"verify {args.name}", args.verbose)
+    summary = {"version": extra["verify_buildkit_version"], "target": "container", "name": args.name,
+               "seconds": {"total": round(time.monotonic() - started, 2)}}
+    return report(result, summary, args.json)
+
+
+# ---------------------------------------------------------------- targets
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bkprov.targets import container as ct
+
+    targets = ct.list_targets(ct.client())
+    if args.json:
+        print(json.dumps([{"name": t.name, "target": "container", "version": t.version, "status": t.status,
+                           "capabilities": t.capabilities, "volume": t.volume} for t in targets], indent=2))
+        return 0
+    table = Table("name", "target", "version", "status", "capabilities")
+    for t in targets:
+        table.add_row(t.name, "container", t.version, t.status, t.capabilities)
+    out.print(table)
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from bkprov.targets import container as ct
+
+    cli = ct.client()
+    if args.all:
+        names = [t.name for t in ct.list_targets(cli)]
+    elif args.name:
+        container = ct.get(cli, args.name)
+        if container is None or not ct.ours(container):
+            raise BkprovError(f"no bkprov target named {args.name}; `bkprov list` shows them", exit_code=2)
+        names = [args.name]
+    else:
+        raise BkprovError("name a target or pass --all", exit_code=2)
+    for name in names:
+        ct.destroy(cli, name)
+        log(f"destroyed {name} and its volume")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from bkprov.targets import container as ct
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise BkprovError("give a command after --, e.g. bkprov exec NAME -- buildctl debug workers", exit_code=2)
+    cli = ct.client()
+    container = ct.get(cli, args.name)
+    if container is None or not ct.ours(container):
+        raise BkprovError(f"no bkprov target named {args.name}; `bkprov list` shows them", exit_code=2)
+    exec_id = cli.api.exec_create(container.id, command, stdout=True, stderr=True)["Id"]
+    for stdout, stderr in cli.api.exec_start(exec_id, stream=True, demux=True):
+        if stdout:
+            sys.stdout.buffer.write(stdout)
+            sys.stdout.flush()
+        if stderr:
+            sys.stderr.buffer.write(stderr)
+            sys.stderr.flush()
+    return int(cli.api.exec_inspect(exec_id)["ExitCode"] or 0)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bkprov", description="Install any archived BuildKit release and prove it with a real build.")
+    p.add_argument("--version", action="version", version=f"bkprov {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("versions", help="list the BuildKit versions bkprov knows")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_versions)
+
+    s = sub.add_parser("provision", help="install a BuildKit version on a target and verify it with a build")
+    s.add_argument("version", metavar="VERSION")
+    s.add_argument("--target", choices=["container", "vm"], default="container")
+    s.add_argument("--inventory", metavar="PATH", help="apply to the hosts of this Ansible inventory instead")
+    s.add_argument("--name", help="target name (default: bkprov-<version>)")
+    s.add_argument("--image", help="base image with systemd for the container target (default: built locally)")
+    s.add_argument("--network", default="none", help="container network mode (default: none)")
+    s.add_argument("--registry", metavar="HOST:PORT", help="plain-HTTP registry with the COPY helper image (BuildKit < v0.5.0)")
+    s.add_argument("--json", action="store_true", help="print one machine-readable result")
+    s.add_argument("-v", "--verbose", action="count", default=0, help="stream Ansible's output (-vv and more: Ansible verbosity)")
+    s.set_defaults(func=cmd_provision)
+
+    s = sub.add_parser("verify", help="run the verify build on an existing target")
+    s.add_argument("name")
+    s.add_argument("--registry", metavar="HOST:PORT")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("-v", "--verbose", action="count", default=0)
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("list", help="list bkprov's targets")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("destroy", help="remove a target and its BuildKit volume")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--all", action="store_true", help="every bkprov target")
+    s.set_defaults(func=cmd_destroy)
+
+    s = sub.add_parser("exec", help="run a command in a target")
+    s.add_argument("name")
+    s.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
+    s.set_defaults(func=cmd_exec)
+
+    s = sub.add_parser("artifacts", help="the artifact cache")
+    asub = s.add_subparsers(dest="artifacts_command", required=True, metavar="ACTION")
+    a = asub.add_parser("list", help="cached artifacts and their hashes")
+    a.add_argument("--all", action="store_true", help="also list what is not cached")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_artifacts_list)
+    a = asub.add_parser("import", help="add a locally built file to the cache and record its sha256")
+    a.add_argument("kind", choices=["buildkit", "runc"])
+    a.add_argument("version")
+    a.add_argument("file")
+    a.set_defaults(func=cmd_artifacts_import)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BkprovError as exc:
+        console.print(f"[red]bkprov:[/] {exc}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[yellow]bkprov: interrupted[/]; re-run the same command to converge the target")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
