@@ -73,7 +73,9 @@ def import_file(kind: str, version: str, path: str) -> object:
 
 def fetch(item: Needed, progress=None) -> object:  # noqa: ANN001 - callback from rich
     try:
-        return core().ensure(item.url, str(cache_dir()), os.environ.get("BKPROV_MIRROR", ""), item.sha256 or "", progress)
+        return core().ensure(
+            item.url, str(cache_dir()), os.environ.get("BKPROV_MIRROR", ""), item.sha256 or "", progress
+        )
     except core().ArtifactError as exc:
         raise BkprovError(str(exc)) from exc
 

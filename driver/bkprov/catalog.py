@@ -14,9 +14,20 @@ from bkprov.paths import catalog_file
 
 # Fields every version entry must have (the schema check in tests uses this).
 VERSION_FIELDS = {
-    "released": str, "tarball": str, "url": str, "sha256": (str, type(None)), "contents": str,
-    "provenance": bool, "runc_pin": dict, "runc_release": str, "socket_activation": bool,
-    "notify": bool, "dockerfile_copy": dict, "flags_era": str, "cgroup_v2": bool, "defects": list,
+    "released": str,
+    "tarball": str,
+    "url": str,
+    "sha256": (str, type(None)),
+    "contents": str,
+    "provenance": bool,
+    "runc_pin": dict,
+    "runc_release": str,
+    "socket_activation": bool,
+    "notify": bool,
+    "dockerfile_copy": dict,
+    "flags_era": str,
+    "cgroup_v2": bool,
+    "defects": list,
 }
 RUNC_FIELDS = {"url": str, "sha256": (str, type(None)), "defects": list}
 EXIT_UNKNOWN = 2
@@ -44,11 +55,20 @@ class Release:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "version": self.version, "released": self.released, "runc": self.runc_pin,
-            "runc_release": self.runc_release, "socket_activation": self.socket_activation,
-            "notify": self.notify, "copy": self.copy, "copy_image": self.copy_image,
-            "sha256": self.sha256, "tarball": self.tarball, "url": self.url,
-            "flags_era": self.flags_era, "cgroup_v2": self.cgroup_v2, "defects": list(self.defects),
+            "version": self.version,
+            "released": self.released,
+            "runc": self.runc_pin,
+            "runc_release": self.runc_release,
+            "socket_activation": self.socket_activation,
+            "notify": self.notify,
+            "copy": self.copy,
+            "copy_image": self.copy_image,
+            "sha256": self.sha256,
+            "tarball": self.tarball,
+            "url": self.url,
+            "flags_era": self.flags_era,
+            "cgroup_v2": self.cgroup_v2,
+            "defects": list(self.defects),
         }
 
 

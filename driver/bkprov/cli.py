@@ -37,8 +37,14 @@ def cmd_versions(args: argparse.Namespace) -> int:
     table = Table("version", "released", "runc pin", "system runc", "fd://", "COPY", "sha256", "defects")
     for r in releases:
         table.add_row(
-            r.version, r.released, r.runc_pin, r.runc_release, "yes" if r.socket_activation else "no",
-            r.copy, (r.sha256 or "-")[:12], ", ".join(r.defects),
+            r.version,
+            r.released,
+            r.runc_pin,
+            r.runc_release,
+            "yes" if r.socket_activation else "no",
+            r.copy,
+            (r.sha256 or "-")[:12],
+            ", ".join(r.defects),
         )
     out.print(table)
     return 0
@@ -58,17 +64,29 @@ def cmd_artifacts_list(args: argparse.Namespace) -> int:
             if item.kind == "runc" and any(r["file"] == item.relpath for r in rows):
                 continue
             entry = lock.get(item.relpath, {})
-            rows.append({
-                "kind": item.kind, "version": item.version, "file": item.relpath, "cached": item.cached,
-                "sha256": entry.get("sha256") or item.sha256, "origin": entry.get("origin") or ("catalog" if item.sha256 else None),
-            })
+            rows.append(
+                {
+                    "kind": item.kind,
+                    "version": item.version,
+                    "file": item.relpath,
+                    "cached": item.cached,
+                    "sha256": entry.get("sha256") or item.sha256,
+                    "origin": entry.get("origin") or ("catalog" if item.sha256 else None),
+                }
+            )
     if args.json:
         print(json.dumps({"cache": str(cache_dir()), "artifacts": rows}, indent=2))
         return 0
     table = Table("kind", "version", "cached", "origin", "sha256", title=f"cache: {cache_dir()}")
     for row in rows:
         if row["cached"] or args.all:
-            table.add_row(row["kind"], row["version"], "yes" if row["cached"] else "-", row["origin"] or "-", (row["sha256"] or "-")[:16])
+            table.add_row(
+                row["kind"],
+                row["version"],
+                "yes" if row["cached"] else "-",
+                row["origin"] or "-",
+                (row["sha256"] or "-")[:16],
+            )
     out.print(table)
     return 0
 
@@ -96,10 +114,20 @@ def prefetch(version: str) -> None:
         if item.cached:
             artifacts.fetch(item)  # verifies the hash (cheap), raises on mismatch
             continue
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task(f"{item.kind} {item.version}", total=None)
-            result = artifacts.fetch(item, lambda done, total: progress.update(task, completed=done, total=total))
+
+            def advance(done: int, total: int | None, task: Any = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = artifacts.fetch(item, advance)
         log(f"fetched {result.relpath} ({result.origin} sha256 {result.sha256[:16]}…)")
         if result.warning:
             log(f"[yellow]warning:[/] {result.warning}")
@@ -123,7 +151,9 @@ def run_play(playbook: str, inventory: Any, extra: dict[str, Any], title: str, v
 
 def report(result: Any, summary: dict[str, Any], as_json: bool) -> int:
     summary.update(
-        ok=result.succeeded, changed=result.changed, build_output=result.verify_output or None,
+        ok=result.succeeded,
+        changed=result.changed,
+        build_output=result.verify_output or None,
         failures=[{"host": f.host, "task": f.task, "message": f.message} for f in result.failures],
     )
     if as_json:
@@ -137,8 +167,11 @@ def report(result: Any, summary: dict[str, Any], as_json: bool) -> int:
             out.print(f"RUN output: {result.verify_output}", highlight=False)
         times = ", ".join(f"{k} {v:.1f}s" for k, v in summary["seconds"].items())
         state = "[green]ok[/]" if result.succeeded else "[red]FAILED[/]"
-        out.print(f"{state} BuildKit {summary['version']} on {summary['target']} {summary['name'] or ''}: "
-                  f"changed={result.changed} ({times})", highlight=False)
+        out.print(
+            f"{state} BuildKit {summary['version']} on {summary['target']} {summary['name'] or ''}: "
+            f"changed={result.changed} ({times})",
+            highlight=False,
+        )
     return 0 if result.succeeded else 1
 
 
@@ -164,7 +197,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         existing = ct.get(cli, name)
         if existing is not None and not ct.ours(existing):
-            raise BkprovError(f"a container named {name} exists and is not a bkprov target; pick another --name", exit_code=2)
+            raise BkprovError(
+                f"a container named {name} exists and is not a bkprov target; pick another --name", exit_code=2
+            )
         if existing is None:
             image = args.image or images.ensure_image(cli, log)
             log(f"creating container {name} from {image}")
@@ -176,11 +211,17 @@ def cmd_provision(args: argparse.Namespace) -> int:
         inventory = ct.inventory(name)
         target = "container"
 
-    result = run_play("provision.yml", inventory, extravars(args, release.version),
-                      f"provision {release.version}", args.verbose)
+    result = run_play(
+        "provision.yml", inventory, extravars(args, release.version), f"provision {release.version}", args.verbose
+    )
     seconds["ansible"] = result.seconds
     seconds["total"] = time.monotonic() - started
-    summary = {"version": release.version, "target": target, "name": name, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+    summary = {
+        "version": release.version,
+        "target": target,
+        "name": name,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
     return report(result, summary, args.json)
 
 
@@ -197,8 +238,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         extra["verify_registry"] = args.registry
     started = time.monotonic()
     result = run_play("verify.yml", ct.inventory(args.name), extra, f"verify {args.name}", args.verbose)
-    summary = {"version": extra["verify_buildkit_version"], "target": "container", "name": args.name,
-               "seconds": {"total": round(time.monotonic() - started, 2)}}
+    summary = {
+        "version": extra["verify_buildkit_version"],
+        "target": "container",
+        "name": args.name,
+        "seconds": {"total": round(time.monotonic() - started, 2)},
+    }
     return report(result, summary, args.json)
 
 
@@ -210,8 +255,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     targets = ct.list_targets(ct.client())
     if args.json:
-        print(json.dumps([{"name": t.name, "target": "container", "version": t.version, "status": t.status,
-                           "capabilities": t.capabilities, "volume": t.volume} for t in targets], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "target": "container",
+                        "version": t.version,
+                        "status": t.status,
+                        "capabilities": t.capabilities,
+                        "volume": t.volume,
+                    }
+                    for t in targets
+                ],
+                indent=2,
+            )
+        )
         return 0
     table = Table("name", "target", "version", "status", "capabilities")
     for t in targets:
@@ -264,7 +323,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bkprov", description="Install any archived BuildKit release and prove it with a real build.")
+    p = argparse.ArgumentParser(
+        prog="bkprov", description="Install any archived BuildKit release and prove it with a real build."
+    )
     p.add_argument("--version", action="version", version=f"bkprov {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -279,9 +340,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="target name (default: bkprov-<version>)")
     s.add_argument("--image", help="base image with systemd for the container target (default: built locally)")
     s.add_argument("--network", default="none", help="container network mode (default: none)")
-    s.add_argument("--registry", metavar="HOST:PORT", help="plain-HTTP registry with the COPY helper image (BuildKit < v0.5.0)")
+    s.add_argument(
+        "--registry", metavar="HOST:PORT", help="plain-HTTP registry with the COPY helper image (BuildKit < v0.5.0)"
+    )
     s.add_argument("--json", action="store_true", help="print one machine-readable result")
-    s.add_argument("-v", "--verbose", action="count", default=0, help="stream Ansible's output (-vv and more: Ansible verbosity)")
+    s.add_argument(
+        "-v", "--verbose", action="count", default=0, help="stream Ansible's output (-vv and more: Ansible verbosity)"
+    )
     s.set_defaults(func=cmd_provision)
 
     s = sub.add_parser("verify", help="run the verify build on an existing target")

@@ -28,9 +28,18 @@ PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "procps", "iproute2", 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Units that spin or fail in a container (getty, udev, timers that download things).
 MASKED_UNITS = [
-    "getty.target", "console-getty.service", "systemd-udevd.service", "systemd-udev-trigger.service",
-    "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
-    "systemd-remount-fs.service", "sys-kernel-config.mount", "sys-kernel-debug.mount", "sys-kernel-tracing.mount",
+    "getty.target",
+    "console-getty.service",
+    "systemd-udevd.service",
+    "systemd-udev-trigger.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "systemd-remount-fs.service",
+    "sys-kernel-config.mount",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
 ]
 # STOPSIGNAL is not an import change in Docker 20.10; the target sets stop_signal instead.
 CHANGES = ['CMD ["/lib/systemd/systemd"]', "ENV container=docker"]
@@ -51,7 +60,10 @@ def debootstrap(rootfs: Path, mirror: str, log: Log) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-        raise BkprovError(f"debootstrap failed (exit {proc.returncode}); set BKPROV_DEBIAN_MIRROR to a reachable Debian mirror.\n{tail}")
+        raise BkprovError(
+            f"debootstrap failed (exit {proc.returncode}); "
+            f"set BKPROV_DEBIAN_MIRROR to a reachable Debian mirror.\n{tail}"
+        )
     systemd_dir = rootfs / "etc/systemd/system"
     for unit in MASKED_UNITS:
         link = systemd_dir / unit
@@ -81,6 +93,8 @@ def ensure_image(client: docker.DockerClient, log: Log, rebuild: bool = False) -
             for entry in sorted(os.listdir(rootfs)):
                 tar.add(rootfs / entry, arcname=entry)
         changes = [*CHANGES, f"LABEL {LABEL}={RECIPE}"]
-        client.api.import_image_from_file(str(archive), repository=IMAGE.split(":")[0], tag=IMAGE.split(":")[1], changes=changes)
+        client.api.import_image_from_file(
+            str(archive), repository=IMAGE.split(":")[0], tag=IMAGE.split(":")[1], changes=changes
+        )
     log(f"built {IMAGE}")
     return IMAGE

@@ -50,9 +50,10 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for ansible-playbook: pass ANSIBLE_*/BKPROV_* through, find our collection fast."""
     env = {k: v for k, v in os.environ.items() if k.startswith(("ANSIBLE_", "BKPROV_", "DOCKER_"))}
     bindir = str(Path(sys.executable).parent)  # ansible-playbook sits next to our interpreter
+    user_collections = env.get("ANSIBLE_COLLECTIONS_PATH", "~/.ansible/collections")
     env.update(
         PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-        ANSIBLE_COLLECTIONS_PATH=f"{collections_path()}{os.pathsep}{env.get('ANSIBLE_COLLECTIONS_PATH', '~/.ansible/collections')}",
+        ANSIBLE_COLLECTIONS_PATH=f"{collections_path()}{os.pathsep}{user_collections}",
         ANSIBLE_PIPELINING="True",
         ANSIBLE_HOST_KEY_CHECKING=env.get("ANSIBLE_HOST_KEY_CHECKING", "False"),
         ANSIBLE_RETRY_FILES_ENABLED="False",
@@ -90,8 +91,14 @@ def run_playbook(
         if event.get("stdout"):
             result.output_tail = (result.output_tail + event["stdout"].splitlines())[-40:]
         if name in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-            result.failures.append(TaskFailure(data.get("host", "?"), data.get("task", "?"), _message(data.get("res", {}))))
-        if name == "runner_on_ok" and data.get("role") == "verify" and str(data.get("res", {}).get("msg", "")).startswith("RUN printed:"):
+            result.failures.append(
+                TaskFailure(data.get("host", "?"), data.get("task", "?"), _message(data.get("res", {})))
+            )
+        if (
+            name == "runner_on_ok"
+            and data.get("role") == "verify"
+            and str(data.get("res", {}).get("msg", "")).startswith("RUN printed:")
+        ):
             result.verify_output = data["res"]["msg"].removeprefix("RUN printed:").strip()
         if name and name.startswith("runner_on_") and data.get("res", {}).get("warnings"):
             result.warnings += data["res"]["warnings"]

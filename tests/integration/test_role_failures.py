@@ -36,7 +36,12 @@ def test_checksum_mismatch_installs_nothing_and_names_file_and_hashes(tmp_path, 
     name = make_target()
 
     result = ansible_playbook(
-        "provision.yml", docker_inventory(tmp_path, name), "-e", "buildkit_version=v0.10.6", "--skip-tags", "runc",
+        "provision.yml",
+        docker_inventory(tmp_path, name),
+        "-e",
+        "buildkit_version=v0.10.6",
+        "--skip-tags",
+        "runc",
         env={"BKPROV_CACHE": str(tmp_path / "cache"), "BKPROV_MIRROR": str(mirror)},
     )
 
@@ -54,7 +59,12 @@ def test_no_systemd_is_refused_with_the_cause(tmp_path, docker_client, base_imag
     container = docker_client.containers.run(base_image, ["sleep", "300"], name=name, detach=True, network_mode="none")
     try:
         result = ansible_playbook(
-            "provision.yml", docker_inventory(tmp_path, name), "-e", "buildkit_version=v0.10.6", "--skip-tags", "runc",
+            "provision.yml",
+            docker_inventory(tmp_path, name),
+            "-e",
+            "buildkit_version=v0.10.6",
+            "--skip-tags",
+            "runc",
             env={"BKPROV_CACHE": str(tmp_path / "cache")},
         )
     finally:
@@ -66,9 +76,13 @@ def test_no_systemd_is_refused_with_the_cause(tmp_path, docker_client, base_imag
 def test_unknown_flags_and_registry_keys_are_refused(tmp_path, make_target):
     name = make_target()
     result = ansible_playbook(
-        "provision.yml", docker_inventory(tmp_path, name), "--skip-tags", "runc",
-        "-e", '{"buildkit_version": "v0.4.0", "buildkit_extra_flags": ["--trace=x"],'
-              ' "buildkit_registries": {"r:5000": {"insecure": true}}}',
+        "provision.yml",
+        docker_inventory(tmp_path, name),
+        "--skip-tags",
+        "runc",
+        "-e",
+        '{"buildkit_version": "v0.4.0", "buildkit_extra_flags": ["--trace=x"],'
+        ' "buildkit_registries": {"r:5000": {"insecure": true}}}',
         env={"BKPROV_CACHE": str(tmp_path / "cache")},
     )
     assert result.returncode != 0

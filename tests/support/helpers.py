@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def sh(container: str, command: str) -> subprocess.CompletedProcess[str]:
     """Run a shell command in a container (docker exec), returning the completed process."""
-    return subprocess.run(["docker", "exec", container, "sh", "-c", command], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["docker", "exec", container, "sh", "-c", command], capture_output=True, text=True, check=False
+    )
 
 
 def require_real(version: str) -> None:
@@ -34,16 +36,25 @@ def bkprov(*args: str, env: dict[str, str] | None = None, timeout: int = 600) ->
     """Run the installed bkprov CLI as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "bkprov.cli", *args],
-        capture_output=True, text=True, check=False, timeout=timeout, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
-def ansible_playbook(playbook: str, inventory: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def ansible_playbook(
+    playbook: str, inventory: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a playbook with ansible-playbook, the documented way for existing hosts."""
     binary = Path(sys.executable).parent / "ansible-playbook"
     return subprocess.run(
         [str(binary), "-i", str(inventory), str(ROOT / "playbooks" / playbook), *extra],
-        capture_output=True, text=True, check=False, timeout=900,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_PIPELINING": "1", **(env or {})},
     )
 

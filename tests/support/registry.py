@@ -51,7 +51,9 @@ class Registry:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return self
             time.sleep(0.1)
-        raise RuntimeError(f"docker-registry did not listen on {self.address}: {(self.workdir / 'registry.log').read_text()}")
+        raise RuntimeError(
+            f"docker-registry did not listen on {self.address}: {(self.workdir / 'registry.log').read_text()}"
+        )
 
     def stop(self) -> None:
         if self.process:

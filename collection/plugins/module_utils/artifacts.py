@@ -48,7 +48,7 @@ class Artifact:
 def relpath_for(url: str) -> str:
     """The cache/mirror path of an upstream URL (the URL without https://github.com/)."""
     if url.startswith(UPSTREAM):
-        return url[len(UPSTREAM):]
+        return url[len(UPSTREAM) :]
     return url.split("://", 1)[-1]
 
 
@@ -86,7 +86,9 @@ def read_lock(cache_dir: str) -> dict:
     except FileNotFoundError:
         return {}
     except ValueError as exc:
-        raise ArtifactError(f"{os.path.join(cache_dir, LOCK_FILE)} is not valid JSON ({exc}); fix or delete it") from exc
+        raise ArtifactError(
+            f"{os.path.join(cache_dir, LOCK_FILE)} is not valid JSON ({exc}); fix or delete it"
+        ) from exc
 
 
 def record(cache_dir: str, relpath: str, sha256: str, origin: str) -> None:
@@ -111,7 +113,7 @@ def _download(source: str, dest: str, progress: Optional[Progress], attempts: in
     for attempt in range(1, attempts + 1):
         try:
             if "://" not in source or source.startswith("file://"):
-                local = source[len("file://"):] if source.startswith("file://") else source
+                local = source[len("file://") :] if source.startswith("file://") else source
                 if not os.path.isfile(local):
                     raise ArtifactError(f"the mirror has no {local}")
                 shutil.copyfile(local, partial)
@@ -135,7 +137,7 @@ def _download(source: str, dest: str, progress: Optional[Progress], attempts: in
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
             if attempt < attempts:
-                time.sleep(2 ** attempt)
+                time.sleep(2**attempt)
     raise ArtifactError(
         f"could not download {source} ({last_error}). Offline? Point BKPROV_MIRROR at a mirror "
         "(URL or directory in the release layout) or add the file with `bkprov artifacts import`."
@@ -173,9 +175,15 @@ def ensure(
             want, origin = lock["sha256"], lock["origin"]
         else:
             record(cache_dir, relpath, actual, "first-use")
-            return Artifact(dest, relpath, actual, "first-use", downloaded,
-                            f"no published sha256 for {relpath}; recorded {actual} on first use "
-                            f"in {os.path.join(cache_dir, LOCK_FILE)} and enforced from now on")
+            return Artifact(
+                dest,
+                relpath,
+                actual,
+                "first-use",
+                downloaded,
+                f"no published sha256 for {relpath}; recorded {actual} on first use "
+                f"in {os.path.join(cache_dir, LOCK_FILE)} and enforced from now on",
+            )
         if actual != want:
             raise ArtifactError(
                 f"sha256 mismatch for {dest}: expected {want} ({origin}), actual {actual}. "

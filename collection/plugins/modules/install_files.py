@@ -101,9 +101,14 @@ def main():
         argument_spec=dict(
             group=dict(type="str", default=""),
             files=dict(
-                type="list", elements="dict", default=[],
-                options=dict(path=dict(type="path", required=True), content=dict(type="str", required=True),
-                             mode=dict(type="str", default="0644")),
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    path=dict(type="path", required=True),
+                    content=dict(type="str", required=True),
+                    mode=dict(type="str", default="0644"),
+                ),
             ),
             absent=dict(type="list", elements="path", default=[]),
         ),

@@ -123,8 +123,10 @@ def unpack(module, src, dest, required, digest):
         names = {m.name.lstrip("./") for m in tar.getmembers() if m.isfile()}
         missing = [b for b in required if f"bin/{b}" not in names]
         if missing:
-            module.fail_json(msg=f"{src} lacks {', '.join('bin/' + m for m in missing)}; "
-                                 "is it the right release tarball (entries bin/<name>)?")
+            module.fail_json(
+                msg=f"{src} lacks {', '.join('bin/' + m for m in missing)}; "
+                "is it the right release tarball (entries bin/<name>)?"
+            )
         parent = os.path.dirname(dest)
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(dir=parent, prefix=".unpack-")
@@ -198,8 +200,10 @@ def main():
         target = os.path.join(p["dest"], "bin", name)
         path = os.path.join(p["bin_dir"], name)
         if os.path.lexists(path) and not os.path.islink(path):
-            module.fail_json(msg=f"{path} exists and is not a bkprov link (another installation?); "
-                                 "remove it or set buildkit_bin_dir elsewhere")
+            module.fail_json(
+                msg=f"{path} exists and is not a bkprov link (another installation?); "
+                "remove it or set buildkit_bin_dir elsewhere"
+            )
         if module.check_mode:
             if not (os.path.islink(path) and os.readlink(path) == target):
                 result["linked"].append(path)

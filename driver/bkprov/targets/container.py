@@ -7,6 +7,7 @@ mounted read-write so systemd can run. The container has no network of its own.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +23,44 @@ VERSION_LABEL = "dev.bkprov.version"
 CAPS_LABEL = "dev.bkprov.capabilities"
 # Capability numbers Docker 20.10 knows by name (CAP_CHECKPOINT_RESTORE, BPF and PERFMON it rejects).
 CAPABILITIES = [
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
 ]
 
 Log = Callable[[str], None]
@@ -88,7 +122,9 @@ def list_targets(cli: docker.DockerClient) -> list[ContainerTarget]:
     return sorted((describe(c) for c in found), key=lambda t: t.name)
 
 
-def _run(cli: docker.DockerClient, image: str, name: str, version: str, extra: dict, caps: str, network: str) -> Container:
+def _run(
+    cli: docker.DockerClient, image: str, name: str, version: str, extra: dict, caps: str, network: str
+) -> Container:
     return cli.containers.run(
         image,
         name=name,
@@ -142,22 +178,22 @@ def wait_for_systemd(container: Container, timeout: float = 60) -> None:
         if container.status != "running":
             logs = container.logs(tail=20).decode(errors="replace")
             raise BkprovError(f"container {container.name} exited while booting systemd:\n{logs}")
-        code, out = container.exec_run(["systemctl", "is-system-running"])
+        _, out = container.exec_run(["systemctl", "is-system-running"])
         state = out.decode(errors="replace").strip()
         if state in ("running", "degraded"):
             return
         time.sleep(0.3)
-    raise BkprovError(f"systemd in {container.name} did not come up within {timeout:.0f} s (state: {state or 'unknown'})")
+    raise BkprovError(
+        f"systemd in {container.name} did not come up within {timeout:.0f} s (state: {state or 'unknown'})"
+    )
 
 
 def destroy(cli: docker.DockerClient, name: str) -> None:
     container = get(cli, name)
     if container is not None:
         container.remove(force=True, v=True)
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         cli.volumes.get(volume_name(name)).remove(force=True)
-    except docker.errors.NotFound:
-        pass
 
 
 def inventory(name: str) -> dict:
