@@ -6,6 +6,7 @@ helper here is busybox (Debian's busybox-static) plus tests/support/copy-helper/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -31,8 +32,8 @@ def free_port() -> int:
 class Registry:
     """docker-registry listening on 127.0.0.1:<port>, storage in a temporary directory."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.workdir = Path(tempfile.mkdtemp(prefix="bkprov-registry-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -90,3 +91,39 @@ def registry_available() -> str:
     if not os.path.exists("/var/run/docker.sock") and not os.environ.get("DOCKER_HOST"):
         return "no Docker daemon"
     return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.support.registry start|stop STATE_FILE [--port N]` for molecule's prepare/cleanup."""
+    import argparse
+    import json
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.registry")
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("state", help="JSON file recording the running registry")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    state = Path(args.state)
+    if args.action == "stop":
+        if state.exists():
+            info = json.loads(state.read_text())
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info["pid"], signal.SIGTERM)
+            shutil.rmtree(info["workdir"], ignore_errors=True)
+            state.unlink()
+        return 0
+    why = registry_available()
+    if why:
+        raise SystemExit(f"cannot run a local registry: {why}")
+    registry = Registry(port=args.port or None).start()
+    reference = registry.seed_copy_helper(docker.from_env())
+    assert registry.process is not None
+    state.write_text(json.dumps({"pid": registry.process.pid, "workdir": str(registry.workdir),
+                                 "address": registry.address, "copy_image": reference}))
+    print(registry.address)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -34,7 +34,8 @@ def leftovers(directory: Path) -> list[str]:
     if not directory.exists():
         return []
     return sorted(
-        str(p.relative_to(directory)) for p in directory.rglob("*")
+        str(p.relative_to(directory))
+        for p in directory.rglob("*")
         if p.is_file() and p.name not in (".lock", "sha256.lock.json")
     )
 
@@ -78,7 +79,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.send_error(500, "broken on purpose")
             return
         if self.path.startswith("/flaky/"):
-            self.path = self.path[len("/flaky"):]
+            self.path = self.path[len("/flaky") :]
         super().do_GET()
 
     def log_message(self, format, *args) -> None:

@@ -26,7 +26,11 @@ def run(tmp_path):
     def invoke(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "bkprov.cli", *argv],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=timeout,
         )
 
     invoke.cache = cache
