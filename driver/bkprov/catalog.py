@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -81,12 +82,14 @@ def validate(raw: dict[str, Any]) -> list[str]:
     if problems:
         return problems
     for version, entry in raw["versions"].items():
-        for field, kind in VERSION_FIELDS.items():
-            if field not in entry:
-                problems.append(f"{version}: missing {field}")
-            elif not isinstance(entry[field], kind):
-                problems.append(f"{version}: {field} has the wrong type")
-        if problems:
+        shape = [f"{version}: missing {field}" for field in VERSION_FIELDS if field not in entry]
+        shape += [
+            f"{version}: {field} has the wrong type"
+            for field, kind in VERSION_FIELDS.items()
+            if field in entry and not isinstance(entry[field], kind)
+        ]
+        if shape:
+            problems += shape
             continue
         if entry["contents"] not in raw["contents"]:
             problems.append(f"{version}: unknown contents {entry['contents']}")
@@ -101,7 +104,7 @@ def validate(raw: dict[str, Any]) -> list[str]:
             problems.append(f"{version}: helper-image COPY needs dockerfile_copy.image")
         if not entry["url"].endswith("/" + entry["tarball"]) or f"/download/{version}/" not in entry["url"]:
             problems.append(f"{version}: url does not match tarball and tag")
-        if entry["sha256"] is not None and len(entry["sha256"]) != 64:
+        if entry["sha256"] is not None and not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
             problems.append(f"{version}: sha256 is not 64 hex digits")
         if "describe" not in entry["runc_pin"]:
             problems.append(f"{version}: runc_pin needs describe")

@@ -18,8 +18,9 @@ from rich.table import Table
 from bkprov import __version__, catalog
 from bkprov.errors import BkprovError
 
-console = Console(stderr=True)
-out = Console()
+# Never wrap messages (paths, hashes) when output goes to a pipe or a log.
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def log(message: str) -> None:

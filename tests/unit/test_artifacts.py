@@ -335,12 +335,6 @@ def test_transient_server_error_recovers(core, tmp_path, server):
     assert leftovers(cache) == [RELPATH]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="bug: _download does not compare the bytes read with Content-Length, "
-    "so a truncated download is accepted (and trusted on first use)",
-)
 def test_truncated_download_is_refused(core, tmp_path):
     class Truncating(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -305,12 +305,6 @@ def test_verify_script_is_valid_sh(verify_render, tmp_path, version):
     assert lines[-1].endswith("2>&1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=tomllib.TOMLDecodeError,
-    reason="bug: buildkitd.toml.j2 renders every registry value with to_json, so keypair (a list of tables, "
-    "accepted by preflight from era E3) comes out as a JSON object list, which is not TOML",
-)
 def test_buildkitd_toml_registry_keypair_is_toml(buildkit_render):
     registries = {"r.example": {"keypair": [{"key": "/etc/bk/key.pem", "cert": "/etc/bk/cert.pem"}]}}
     text = buildkit_render("buildkitd.toml.j2", "v0.10.6", buildkit_registries=registries)

@@ -103,6 +103,7 @@ def record(cache_dir: str, relpath: str, sha256: str, origin: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump({"files": dict(sorted(files.items()))}, handle, indent=2)
         handle.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache doubles as a mirror
     os.replace(tmp, os.path.join(cache_dir, LOCK_FILE))
 
 
@@ -126,6 +127,8 @@ def _download(source: str, dest: str, progress: Optional[Progress], attempts: in
                         done += len(block)
                         if progress:
                             progress(done, int(total) if total else None)
+                if total and done != int(total):
+                    raise OSError(f"connection closed after {done} of {total} bytes")
             os.replace(partial, dest)
             return
         except ArtifactError:
