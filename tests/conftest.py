@@ -68,15 +68,22 @@ def make_target(docker_client, base_image) -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture
-def registry(docker_client):
-    """A real registry (Debian's docker-registry) on 127.0.0.1 with the COPY helper image."""
-    from tests.support.registry import Registry, registry_available
+def registry_tools() -> None:
+    """Debian's docker-registry and busybox-static, needed for a local registry with a COPY helper."""
+    from tests.support.registry import registry_available
 
     why = registry_available()
     if why:
         if IN_CI:
             pytest.fail(f"CI must provide a local registry: {why}")
         pytest.skip(why)
+
+
+@pytest.fixture
+def registry(docker_client, registry_tools):
+    """A real registry (Debian's docker-registry) on 127.0.0.1 with the COPY helper image."""
+    from tests.support.registry import Registry
+
     reg = Registry().start()
     try:
         reg.seed_copy_helper(docker_client)

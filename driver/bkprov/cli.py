@@ -251,6 +251,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- targets
 
 
+def cmd_image(args: argparse.Namespace) -> int:
+    from bkprov import images
+    from bkprov.targets import container as ct
+
+    log(f"base image: {images.ensure_image(ct.client(), log, rebuild=args.rebuild)}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bkprov.targets import container as ct
 
@@ -356,6 +364,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("-v", "--verbose", action="count", default=0)
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("image", help="build the Debian systemd base image (once; --rebuild to refresh)")
+    s.add_argument("--rebuild", action="store_true")
+    s.set_defaults(func=cmd_image)
 
     s = sub.add_parser("list", help="list bkprov's targets")
     s.add_argument("--json", action="store_true")

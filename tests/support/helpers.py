@@ -22,9 +22,9 @@ def sh(container: str, command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def require_real(version: str) -> None:
+def require_real(version: str, with_runc: bool = True) -> None:
     """Skip, naming what is missing and how to provide it, unless the release's artifacts are cached."""
-    missing = [item.relpath for item in artifacts.needed(version) if not item.cached]
+    missing = [item.relpath for item in artifacts.needed(version, with_runc) if not item.cached]
     if missing:
         pytest.skip(
             f"real BuildKit {version} artifacts not in {cache_dir()}: missing {', '.join(missing)}. "

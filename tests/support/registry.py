@@ -119,8 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     registry = Registry(port=args.port or None).start()
     reference = registry.seed_copy_helper(docker.from_env())
     assert registry.process is not None
-    state.write_text(json.dumps({"pid": registry.process.pid, "workdir": str(registry.workdir),
-                                 "address": registry.address, "copy_image": reference}))
+    state.write_text(
+        json.dumps(
+            {
+                "pid": registry.process.pid,
+                "workdir": str(registry.workdir),
+                "address": registry.address,
+                "copy_image": reference,
+            }
+        )
+    )
     print(registry.address)
     return 0
 
