@@ -176,6 +176,51 @@ def report(result: Any, summary: dict[str, Any], as_json: bool) -> int:
     return 0 if result.succeeded else 1
 
 
+STATUS_STYLE = {"ok": "green", "warning": "yellow", "problem": "bold red"}
+
+
+def show_findings(findings: dict[str, list[dict[str, str]]]) -> int:
+    """Print doctor findings per host; return how many problems there are."""
+    problems = 0
+    for host, items in findings.items():
+        table = Table("status", "check", "finding", "evidence", "fix", title=f"doctor: {host}", show_lines=True)
+        for f in items:
+            problems += f["status"] == "problem"
+            detail = f["summary"] + (f"\n[dim]{f['cause']}[/]" if f["cause"] else "")
+            table.add_row(f"[{STATUS_STYLE[f['status']]}]{f['status']}[/]", f["check"], detail, f["evidence"], f["fix"])
+        out.print(table)
+    return problems
+
+
+def doctor(inventory: Any, verbose: int = 0) -> Any:
+    return run_play("doctor.yml", inventory, {}, "doctor", verbose)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    if args.inventory:
+        inventory: Any = args.inventory
+    elif args.name:
+        from bkprov.targets import container as ct
+
+        cli = ct.client()
+        container = ct.get(cli, args.name)
+        if container is None or not ct.ours(container):
+            raise BkprovError(f"no bkprov target named {args.name}; `bkprov list` shows them", exit_code=2)
+        ct.ensure_running(container, wait=False)
+        inventory = ct.inventory(args.name)
+    else:
+        raise BkprovError("name a target or pass --inventory PATH", exit_code=2)
+    result = doctor(inventory, args.verbose)
+    if args.json:
+        print(json.dumps({"findings": result.findings, "ok": result.succeeded}, indent=2))
+        return 0 if result.succeeded else 1
+    if not result.findings:
+        console.print("[red]doctor could not read the host:[/]\n" + "\n".join(result.output_tail), highlight=False)
+        return 1
+    problems = show_findings(result.findings)
+    return 1 if problems or not result.succeeded else 0
+
+
 def cmd_provision(args: argparse.Namespace) -> int:
     release = catalog.get(args.version)
     seconds: dict[str, float] = {}
@@ -226,6 +271,14 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return report(result, summary, args.json)
 
 
+def auto_doctor(inventory: Any, verbose: int) -> None:
+    """After a failure, show what doctor finds (it names known causes with their evidence)."""
+    log("the run failed; running doctor on the target")
+    result = doctor(inventory, verbose)
+    if result.findings:
+        show_findings(result.findings)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from bkprov.targets import container as ct
 
@@ -239,6 +292,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         extra["verify_registry"] = args.registry
     started = time.monotonic()
     result = run_play("verify.yml", ct.inventory(args.name), extra, f"verify {args.name}", args.verbose)
+    if not result.succeeded and not args.json:
+        auto_doctor(ct.inventory(args.name), args.verbose)
     summary = {
         "version": extra["verify_buildkit_version"],
         "target": "container",
@@ -368,6 +423,13 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("image", help="build the Debian systemd base image (once; --rebuild to refresh)")
     s.add_argument("--rebuild", action="store_true")
     s.set_defaults(func=cmd_image)
+
+    s = sub.add_parser("doctor", help="diagnose a target or hosts: known causes of failure, evidence, fixes")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--inventory", metavar="PATH")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("-v", "--verbose", action="count", default=0)
+    s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("list", help="list bkprov's targets")
     s.add_argument("--json", action="store_true")

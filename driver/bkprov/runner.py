@@ -40,6 +40,7 @@ class PlayResult:
     verify_output: str = ""
     warnings: list[str] = field(default_factory=list)
     output_tail: list[str] = field(default_factory=list)
+    findings: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # host -> doctor findings
 
     @property
     def succeeded(self) -> bool:
@@ -102,6 +103,8 @@ def run_playbook(
             result.verify_output = data["res"]["msg"].removeprefix("RUN printed:").strip()
         if name and name.startswith("runner_on_") and data.get("res", {}).get("warnings"):
             result.warnings += data["res"]["warnings"]
+        if name == "runner_on_ok" and data.get("task") == "Diagnose the host":
+            result.findings[data.get("host", "?")] = data.get("res", {}).get("findings", [])
         if name == "playbook_on_stats":
             result.changed = sum(data.get("changed", {}).values())
             result.ok = sum(data.get("ok", {}).values())

@@ -16,6 +16,11 @@ options:
   _terms:
     description: A BuildKit tag such as C(v0.10.6), or C(runc:v1.0.2).
     required: true
+  unknown:
+    description: What an unknown version gives, C(fail) or C(empty) (an empty dict).
+    type: str
+    default: fail
+    choices: [fail, empty]
 """
 
 EXAMPLES = r"""
@@ -82,13 +87,19 @@ def resolve_runc(catalog: dict, version: str) -> dict:
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
         with CATALOG.open(encoding="utf-8") as handle:
             catalog = yaml.safe_load(handle)
         results = []
         for term in terms:
             term = str(term).strip()
-            if term.startswith("runc:"):
-                results.append(resolve_runc(catalog, term.split(":", 1)[1]))
-            else:
-                results.append(resolve(catalog, term))
+            try:
+                if term.startswith("runc:"):
+                    results.append(resolve_runc(catalog, term.split(":", 1)[1]))
+                else:
+                    results.append(resolve(catalog, term))
+            except AnsibleError:
+                if self.get_option("unknown") != "empty":
+                    raise
+                results.append({})
         return results

@@ -7,12 +7,35 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: host_facts
-short_description: Facts bkprov needs before installing BuildKit on a host
+short_description: Facts bkprov needs before installing BuildKit on a host, and known causes of failure
 description:
   - Reports PID 1, the cgroup layout, the filesystem under BuildKit's root directory,
     the installed bkprov BuildKit version and whether a buildkit.socket unit is installed.
+  - Diagnoses the host (module_utils/diagnosis.py) and returns C(findings), each with status,
+    cause, evidence and fix; the roles' preflight and C(bkprov doctor) use them.
   - Read-only; never changes the host.
 options:
+  release:
+    description: Catalog entry of the BuildKit version in question (from the C(bkprov.buildkit.catalog) lookup).
+    type: dict
+    default: {}
+  snapshotter:
+    description: The OCI worker snapshotter that will be configured; empty = read it from the installed
+      buildkitd.toml and buildkit.service (C(auto) when neither sets it).
+    type: str
+    default: auto
+  config_file:
+    description: buildkitd.toml to read the snapshotter from when C(snapshotter) is empty.
+    type: path
+    default: /etc/buildkit/buildkitd.toml
+  runtime:
+    description: OCI runtime to ask for C(--version) (the runc-keycreate check); empty to skip.
+    type: str
+    default: ""
+  journal:
+    description: Also read the last buildkit journal lines for signs of known failures.
+    type: bool
+    default: false
   buildkit_root:
     description: BuildKit's state directory (C(--root)); the nearest existing parent is examined.
     type: path
@@ -62,21 +85,32 @@ units:
   description: C(enabled) and C(active) of buildkit.socket and buildkit.service.
   type: dict
   returned: always
+findings:
+  description: Diagnosis, one entry per check (check, status ok/warning/problem, summary, evidence, cause, fix).
+  type: list
+  elements: dict
+  returned: always
+problems:
+  description: The findings whose status is C(problem).
+  type: list
+  elements: dict
+  returned: always
 """
 
 import os
+import re
+import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bkprov.buildkit.plugins.module_utils.diagnosis import diagnose, mounts
 
 
-def mounts():
-    """(mountpoint, fstype) from /proc/self/mountinfo, in mount order."""
-    rows = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        for line in handle:
-            left, right = line.split(" - ", 1)
-            rows.append((left.split()[4].replace("\\040", " "), right.split()[0]))
-    return rows
+def read(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
 
 
 def fstype_of(path, table):
@@ -84,20 +118,20 @@ def fstype_of(path, table):
         path = os.path.dirname(path)
     path = os.path.realpath(path)
     best, fstype = "", ""
-    for point, kind in table:
+    for point, kind, _line in table:
         inside = path == point or path.startswith(point.rstrip("/") + "/")
         if inside and len(point) >= len(best):
             best, fstype = point, kind
     return fstype
 
 
-def cgroup_layout(table):
-    kinds = {kind for point, kind in table if point == "/sys/fs/cgroup"}
-    if "cgroup2" in kinds:
-        return "v2"
-    if any(kind == "cgroup2" and point.startswith("/sys/fs/cgroup/") for point, kind in table):
-        return "hybrid"
-    return "v1"
+def configured_snapshotter(config_file, unit_file):
+    """The snapshotter an installed buildkitd uses: its --oci-worker-snapshotter flag, else the TOML, else auto."""
+    flag = re.search(r"--oci-worker-snapshotter[= ]+(\S+)", read(unit_file))
+    if flag:
+        return flag.group(1)
+    toml = re.search(r'^\s*snapshotter\s*=\s*"([^"]*)"', read(config_file), re.MULTILINE)
+    return toml.group(1) if toml else "auto"
 
 
 def unit_states(module):
@@ -115,26 +149,50 @@ def main():
             buildkit_root=dict(type="path", default="/var/lib/buildkit"),
             bin_dir=dict(type="path", default="/usr/local/bin"),
             unit_dir=dict(type="path", default="/etc/systemd/system"),
+            release=dict(type="dict", default={}),
+            snapshotter=dict(type="str", default="auto"),
+            runtime=dict(type="str", default=""),
+            config_file=dict(type="path", default="/etc/buildkit/buildkitd.toml"),
+            journal=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
-    table = mounts()
-    try:
-        with open("/proc/1/comm", encoding="utf-8") as handle:
-            pid1 = handle.read().strip()
-    except OSError:
-        pid1 = ""
+    p = module.params
+    mountinfo = read("/proc/self/mountinfo")
+    table = mounts(mountinfo)
+    pid1 = read("/proc/1/comm").strip()
+    evidence = {
+        "pid1": pid1,
+        "proc1_status": read("/proc/1/status"),
+        "apparmor": read("/proc/1/attr/current").rstrip("\x00\n"),
+        "mountinfo": mountinfo,
+        "buildkit_root": p["buildkit_root"],
+        "snapshotter": p["snapshotter"]
+        or configured_snapshotter(p["config_file"], os.path.join(p["unit_dir"], "buildkit.service")),
+    }
+    runtime = p["runtime"] and (shutil.which(p["runtime"]) or "")
+    if runtime:
+        rc, out, _err = module.run_command([runtime, "--version"])
+        evidence["runtime_version"] = out if rc == 0 else ""
+    if p["journal"]:
+        evidence["journal"] = module.run_command(
+            ["journalctl", "--no-pager", "-n", "300", "-u", "buildkit.service", "-u", "buildkit.socket"]
+        )[1]
+    findings = [f.as_dict() for f in diagnose(evidence, p["release"] or None)]
     link = os.path.join(module.params["bin_dir"], "buildkitd")
     installed = ""
     if os.path.islink(link):
         # <root>/<version>/bin/buildkitd
         installed = os.path.basename(os.path.dirname(os.path.dirname(os.readlink(link))))
+    cgroup = next((f["summary"].split()[1] for f in findings if f["check"] == "cgroups"), "unknown")
     module.exit_json(
         changed=False,
         pid1=pid1,
         systemd=os.path.isdir("/run/systemd/system") and pid1 == "systemd",
-        cgroup=cgroup_layout(table),
-        root_fstype=fstype_of(module.params["buildkit_root"], table),
+        cgroup=cgroup,
+        root_fstype=fstype_of(p["buildkit_root"], table),
+        findings=findings,
+        problems=[f for f in findings if f["status"] == "problem"],
         installed_version=installed,
         socket_unit=os.path.exists(os.path.join(module.params["unit_dir"], "buildkit.socket")),
         units=unit_states(module) if pid1 == "systemd" else {},

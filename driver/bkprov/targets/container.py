@@ -216,9 +216,10 @@ def default_name(version: str) -> str:
     return "bkprov-" + version.replace(".", "-")
 
 
-def ensure_running(container: Container) -> None:
-    """Start a stopped target and wait for systemd."""
+def ensure_running(container: Container, wait: bool = True) -> None:
+    """Start a stopped target and (unless told not to) wait for systemd."""
     container.reload()
     if container.status != "running":
         container.start()
-    wait_for_systemd(container)
+    if wait:
+        wait_for_systemd(container)
