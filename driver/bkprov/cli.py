@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -200,14 +201,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.inventory:
         inventory: Any = args.inventory
     elif args.name:
-        from bkprov.targets import container as ct
+        from bkprov.targets import find
 
-        cli = ct.client()
-        container = ct.get(cli, args.name)
-        if container is None or not ct.ours(container):
-            raise BkprovError(f"no bkprov target named {args.name}; `bkprov list` shows them", exit_code=2)
-        ct.ensure_running(container, wait=False)
-        inventory = ct.inventory(args.name)
+        inventory = find(args.name).inventory()
     else:
         raise BkprovError("name a target or pass --inventory PATH", exit_code=2)
     result = doctor(inventory, args.verbose)
@@ -221,46 +217,75 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems or not result.succeeded else 0
 
 
+def make_target(kind: str, name: str, version: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Create (or reuse, for containers) a target; return its inventory."""
+    if kind == "vm":
+        from bkprov.targets import vm
+
+        existing = vm.get(name)
+        if existing is None:
+            # A BuildKit whose runc predates cgroup v2 gets a cgroup v1 guest (reference §7.4).
+            cgroup_v1 = bool(version) and not catalog.get(version).cgroup_v2
+            existing = vm.create(name, version, log, accel=args.accel, cgroup_v1=cgroup_v1)
+        elif not existing.running:
+            raise BkprovError(f"VM {name} is stopped; `bkprov destroy {name}` and provision again", exit_code=2)
+        else:
+            log(f"converging existing VM {name}")
+        return vm.inventory(existing)
+    from bkprov import images
+    from bkprov.targets import container as ct
+
+    cli = ct.client()
+    existing_container = ct.get(cli, name)
+    if existing_container is not None and not ct.ours(existing_container):
+        raise BkprovError(
+            f"a container named {name} exists and is not a bkprov target; pick another --name", exit_code=2
+        )
+    if existing_container is None:
+        image = args.image or images.ensure_image(cli, log)
+        log(f"creating container {name} from {image}")
+        ct.create(cli, name, image, version, log, network=args.network)
+    else:
+        log(f"converging existing target {name}")
+        ct.ensure_running(existing_container)
+    return ct.inventory(name)
+
+
 def cmd_provision(args: argparse.Namespace) -> int:
     release = catalog.get(args.version)
+    # Bad input is refused before anything is fetched or created.
+    inventory: Any = None
+    if args.inventory:
+        if not Path(args.inventory).exists():
+            raise BkprovError(f"--inventory {args.inventory}: no such file or directory", exit_code=2)
+        inventory = str(Path(args.inventory).resolve())
+    elif args.host:
+        from bkprov.targets import ssh_host_inventory
+
+        inventory = ssh_host_inventory(args.host)
     seconds: dict[str, float] = {}
     started = time.monotonic()
-    if args.target == "vm":
-        raise BkprovError("the VM target is not available yet; use --target container or --inventory", exit_code=2)
     prefetch(release.version)
     seconds["artifacts"] = time.monotonic() - started
 
     name = None
-    if args.inventory:
-        inventory: Any = args.inventory
-        target = "inventory"
+    if inventory is not None:
+        target, name = ("inventory", args.inventory) if args.inventory else ("host", args.host)
     else:
-        from bkprov import images
-        from bkprov.targets import container as ct
+        from bkprov.targets.container import default_name
 
-        cli = ct.client()
-        name = args.name or ct.default_name(release.version)
+        name = args.name or default_name(release.version)
         t0 = time.monotonic()
-        existing = ct.get(cli, name)
-        if existing is not None and not ct.ours(existing):
-            raise BkprovError(
-                f"a container named {name} exists and is not a bkprov target; pick another --name", exit_code=2
-            )
-        if existing is None:
-            image = args.image or images.ensure_image(cli, log)
-            log(f"creating container {name} from {image}")
-            ct.create(cli, name, image, release.version, log, network=args.network)
-        else:
-            log(f"converging existing target {name}")
-            ct.ensure_running(existing)
+        inventory = make_target(args.target, name, release.version, args)
         seconds["target"] = time.monotonic() - t0
-        inventory = ct.inventory(name)
-        target = "container"
+        target = args.target
 
     result = run_play(
         "provision.yml", inventory, extravars(args, release.version), f"provision {release.version}", args.verbose
     )
     seconds["ansible"] = result.seconds
+    if not result.succeeded and not args.json:
+        auto_doctor(inventory, args.verbose)
     seconds["total"] = time.monotonic() - started
     summary = {
         "version": release.version,
@@ -269,6 +294,19 @@ def cmd_provision(args: argparse.Namespace) -> int:
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
     return report(result, summary, args.json)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Make a target without installing anything (molecule's create step uses this)."""
+    from bkprov.targets import find
+
+    inventory = make_target(args.target, args.name, args.version or "", args)
+    if args.json:
+        print(json.dumps({"name": args.name, "target": args.target, "inventory": inventory}, indent=2))
+    else:
+        log(f"created {args.target} {args.name}")
+    assert find(args.name)
+    return 0
 
 
 def auto_doctor(inventory: Any, verbose: int) -> None:
@@ -280,23 +318,20 @@ def auto_doctor(inventory: Any, verbose: int) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from bkprov.targets import container as ct
+    from bkprov.targets import find
 
-    cli = ct.client()
-    container = ct.get(cli, args.name)
-    if container is None or not ct.ours(container):
-        raise BkprovError(f"no bkprov target named {args.name}; `bkprov list` shows them", exit_code=2)
-    ct.ensure_running(container)
-    extra: dict[str, Any] = {"verify_buildkit_version": container.labels.get(ct.VERSION_LABEL, "")}
+    target = find(args.name)
+    extra: dict[str, Any] = {"verify_buildkit_version": target.version}
     if args.registry:
         extra["verify_registry"] = args.registry
     started = time.monotonic()
-    result = run_play("verify.yml", ct.inventory(args.name), extra, f"verify {args.name}", args.verbose)
+    inventory = target.inventory()
+    result = run_play("verify.yml", inventory, extra, f"verify {args.name}", args.verbose)
     if not result.succeeded and not args.json:
-        auto_doctor(ct.inventory(args.name), args.verbose)
+        auto_doctor(inventory, args.verbose)
     summary = {
-        "version": extra["verify_buildkit_version"],
-        "target": "container",
+        "version": target.version,
+        "target": target.kind,
         "name": args.name,
         "seconds": {"total": round(time.monotonic() - started, 2)},
     }
@@ -307,6 +342,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
+    if args.vm:
+        from bkprov.vm_image import ensure_vm_image
+
+        log(f"VM disk: {ensure_vm_image(log, rebuild=args.rebuild).disk}")
+        return 0
     from bkprov import images
     from bkprov.targets import container as ct
 
@@ -315,72 +355,49 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from bkprov.targets import container as ct
+    from bkprov.targets import all_targets
 
-    targets = ct.list_targets(ct.client())
+    targets = all_targets()
     if args.json:
         print(
             json.dumps(
                 [
-                    {
-                        "name": t.name,
-                        "target": "container",
-                        "version": t.version,
-                        "status": t.status,
-                        "capabilities": t.capabilities,
-                        "volume": t.volume,
-                    }
+                    {"name": t.name, "target": t.kind, "version": t.version, "status": t.status, "detail": t.detail}
                     for t in targets
                 ],
                 indent=2,
             )
         )
         return 0
-    table = Table("name", "target", "version", "status", "capabilities")
+    table = Table("name", "target", "version", "status", "detail")
     for t in targets:
-        table.add_row(t.name, "container", t.version, t.status, t.capabilities)
+        table.add_row(t.name, t.kind, t.version, t.status, t.detail)
     out.print(table)
     return 0
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    from bkprov.targets import container as ct
+    from bkprov.targets import all_targets, find
 
-    cli = ct.client()
     if args.all:
-        names = [t.name for t in ct.list_targets(cli)]
+        targets = all_targets()
     elif args.name:
-        container = ct.get(cli, args.name)
-        if container is None or not ct.ours(container):
-            raise BkprovError(f"no bkprov target named {args.name}; `bkprov list` shows them", exit_code=2)
-        names = [args.name]
+        targets = [find(args.name)]
     else:
         raise BkprovError("name a target or pass --all", exit_code=2)
-    for name in names:
-        ct.destroy(cli, name)
-        log(f"destroyed {name} and its volume")
+    for target in targets:
+        target.destroy()
+        log(f"destroyed {target.kind} {target.name}" + (" and its volume" if target.kind == "container" else ""))
     return 0
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    from bkprov.targets import container as ct
+    from bkprov.targets import find
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise BkprovError("give a command after --, e.g. bkprov exec NAME -- buildctl debug workers", exit_code=2)
-    cli = ct.client()
-    container = ct.get(cli, args.name)
-    if container is None or not ct.ours(container):
-        raise BkprovError(f"no bkprov target named {args.name}; `bkprov list` shows them", exit_code=2)
-    exec_id = cli.api.exec_create(container.id, command, stdout=True, stderr=True)["Id"]
-    for stdout, stderr in cli.api.exec_start(exec_id, stream=True, demux=True):
-        if stdout:
-            sys.stdout.buffer.write(stdout)
-            sys.stdout.flush()
-        if stderr:
-            sys.stderr.buffer.write(stderr)
-            sys.stderr.flush()
-    return int(cli.api.exec_inspect(exec_id)["ExitCode"] or 0)
+    return find(args.name).exec(command)
 
 
 # ---------------------------------------------------------------- parser
@@ -401,6 +418,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("version", metavar="VERSION")
     s.add_argument("--target", choices=["container", "vm"], default="container")
     s.add_argument("--inventory", metavar="PATH", help="apply to the hosts of this Ansible inventory instead")
+    s.add_argument("--host", metavar="USER@HOST[:PORT]", help="apply to one host over SSH (sudo unless root)")
+    s.add_argument(
+        "--accel", choices=["auto", "kvm", "tcg"], default="auto", help="VM acceleration (default: probe KVM)"
+    )
     s.add_argument("--name", help="target name (default: bkprov-<version>)")
     s.add_argument("--image", help="base image with systemd for the container target (default: built locally)")
     s.add_argument("--network", default="none", help="container network mode (default: none)")
@@ -420,8 +441,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="count", default=0)
     s.set_defaults(func=cmd_verify)
 
+    s = sub.add_parser("create", help="make a target without installing anything")
+    s.add_argument("name")
+    s.add_argument("--target", choices=["container", "vm"], default="container")
+    s.add_argument("--version", dest="version", default="", help="label the target with this BuildKit version")
+    s.add_argument("--image", help="base image for the container target")
+    s.add_argument("--network", default="none")
+    s.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_create)
+
     s = sub.add_parser("image", help="build the Debian systemd base image (once; --rebuild to refresh)")
     s.add_argument("--rebuild", action="store_true")
+    s.add_argument("--vm", action="store_true", help="the VM disk instead of the container image")
     s.set_defaults(func=cmd_image)
 
     s = sub.add_parser("doctor", help="diagnose a target or hosts: known causes of failure, evidence, fixes")

@@ -49,14 +49,15 @@ LABEL = "dev.bkprov.image-recipe"
 Log = Callable[[str], None]
 
 
-def debootstrap(rootfs: Path, mirror: str, log: Log) -> None:
-    """Make a minimal Debian root filesystem with systemd in ``rootfs``."""
+def debootstrap(rootfs: Path, mirror: str, log: Log, extra_packages: tuple[str, ...] = ()) -> None:
+    """Make a minimal Debian root filesystem with systemd (and ``extra_packages``) in ``rootfs``."""
     if shutil.which("debootstrap") is None:
         raise BkprovError("debootstrap is not installed; on Debian/Ubuntu: apt-get install debootstrap")
     if os.geteuid() != 0:
         raise BkprovError("building the base image needs root (debootstrap); run once as root or pass --image")
     log(f"debootstrap {SUITE} from {mirror} (a few minutes, once)")
-    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), mirror]
+    packages = ",".join([*PACKAGES, *extra_packages])
+    cmd = ["debootstrap", "--variant=minbase", f"--include={packages}", SUITE, str(rootfs), mirror]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
@@ -69,10 +70,14 @@ def debootstrap(rootfs: Path, mirror: str, log: Log) -> None:
         link = systemd_dir / unit
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
-    (rootfs / "etc/machine-id").write_text("")
+    (rootfs / "etc/machine-id").write_text("")  # systemd makes a fresh one per boot/container
     (rootfs / "etc/hostname").write_text("bkprov\n")
     shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
     (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+
+
+def debian_mirror() -> str:
+    return os.environ.get("BKPROV_DEBIAN_MIRROR", DEFAULT_MIRROR)
 
 
 def ensure_image(client: docker.DockerClient, log: Log, rebuild: bool = False) -> str:
@@ -83,10 +88,9 @@ def ensure_image(client: docker.DockerClient, log: Log, rebuild: bool = False) -
             return IMAGE
     except docker.errors.ImageNotFound:
         pass
-    mirror = os.environ.get("BKPROV_DEBIAN_MIRROR", DEFAULT_MIRROR)
     with tempfile.TemporaryDirectory(prefix="bkprov-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        debootstrap(rootfs, mirror, log)
+        debootstrap(rootfs, debian_mirror(), log)
         archive = Path(tmp) / "rootfs.tar"
         log("importing the root filesystem into Docker")
         with tarfile.open(archive, "w") as tar:

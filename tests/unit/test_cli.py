@@ -84,10 +84,17 @@ def test_provision_unknown_version_fails_fast_and_creates_nothing(run):
     assert not run.cache.exists()
 
 
-def test_provision_on_the_vm_target_is_refused(run):
-    result = run("provision", "v0.10.6", "--target", "vm")
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--host", "admin@build01:ssh"], "expected user@host[:port]"),
+        (["--inventory", "/nonexistent/hosts.yml"], "no such file or directory"),
+    ],
+)
+def test_provision_refuses_bad_target_options_before_fetching(run, flags, message):
+    result = run("provision", "v0.10.6", *flags)
     assert result.returncode == 2
-    assert "VM target" in result.stderr
+    assert message in result.stderr
     assert not run.cache.exists()
 
 

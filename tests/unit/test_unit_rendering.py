@@ -44,6 +44,7 @@ def buildkit_render(release_of):
             buildkit_mirror="",
             buildkit_version=version,
             __buildkit_release=release_of(version),
+            __buildkit_host={"root_fstype": "ext4"},  # what host_facts reports for a volume
         )
         variables.update(overrides)
         return render_text((BUILDKIT / "templates" / template).read_text(encoding="utf-8"), variables)
@@ -309,3 +310,19 @@ def test_buildkitd_toml_registry_keypair_is_toml(buildkit_render):
     registries = {"r.example": {"keypair": [{"key": "/etc/bk/key.pem", "cert": "/etc/bk/cert.pem"}]}}
     text = buildkit_render("buildkitd.toml.j2", "v0.10.6", buildkit_registries=registries)
     assert tomllib.loads(text)["registry"] == registries
+
+
+@pytest.mark.parametrize(
+    ("fstype", "configured", "rendered"),
+    [
+        ("ext4", "auto", "auto"),
+        ("overlay", "auto", "native"),
+        ("overlay", "native", "native"),
+        ("xfs", "overlayfs", "overlayfs"),
+    ],
+)
+def test_snapshotter_follows_the_root_filesystem(buildkit_render, fstype, configured, rendered):
+    text = buildkit_render(
+        "buildkitd.toml.j2", "v0.10.6", buildkit_snapshotter=configured, __buildkit_host={"root_fstype": fstype}
+    )
+    assert tomllib.loads(text)["worker"]["oci"]["snapshotter"] == rendered

@@ -87,7 +87,9 @@ def resolve_runc(catalog: dict, version: str) -> dict:
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
+        unknown = kwargs.get("unknown", "fail")
+        if unknown not in ("fail", "empty"):
+            raise AnsibleError(f"unknown={unknown!r}: use fail or empty")
         with CATALOG.open(encoding="utf-8") as handle:
             catalog = yaml.safe_load(handle)
         results = []
@@ -99,7 +101,7 @@ class LookupModule(LookupBase):
                 else:
                     results.append(resolve(catalog, term))
             except AnsibleError:
-                if self.get_option("unknown") != "empty":
+                if unknown != "empty":
                     raise
                 results.append({})
         return results
