@@ -263,6 +263,15 @@ def cmd_provision(args: argparse.Namespace) -> int:
         from bkprov.targets import ssh_host_inventory
 
         inventory = ssh_host_inventory(args.host)
+    elif args.target == "container":
+        from bkprov.targets import container as ct
+
+        wanted = args.name or ct.default_name(release.version)
+        clash = ct.get(ct.client(), wanted)
+        if clash is not None and not ct.ours(clash):
+            raise BkprovError(
+                f"a container named {wanted} exists and is not a bkprov target; pick another --name", exit_code=2
+            )
     seconds: dict[str, float] = {}
     started = time.monotonic()
     prefetch(release.version)

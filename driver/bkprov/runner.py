@@ -130,4 +130,6 @@ def run_playbook(
     result.seconds = time.monotonic() - started
     result.rc = runner.rc if runner.rc is not None else -1
     result.status = runner.status
+    if runner.status == "canceled":  # ansible-runner turned Ctrl-C into a cancel
+        raise KeyboardInterrupt
     return result

@@ -13,10 +13,10 @@ from tests.support.helpers import ROOT, require_real
 
 pytestmark = [pytest.mark.docker, pytest.mark.real]
 
-SCENARIOS = {"default": ["v0.10.6"], "legacy": ["v0.4.0"], "upgrade": ["v0.10.6", "v0.12.5"]}
+SCENARIOS = {"default": ["v0.10.6"], "legacy": ["v0.4.0"], "upgrade": ["v0.10.6", "v0.12.5"], "vm": ["v0.10.6"]}
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("scenario", [pytest.param(s, marks=pytest.mark.vm) if s == "vm" else s for s in SCENARIOS])
 def test_molecule_scenario(scenario, base_image, request):
     for version in SCENARIOS[scenario]:
         require_real(version, with_runc=scenario != "upgrade")
