@@ -156,7 +156,7 @@ def report(result: Any, summary: dict[str, Any], as_json: bool) -> int:
         ok=result.succeeded,
         changed=result.changed,
         build_output=result.verify_output or None,
-        failures=[{"host": f.host, "task": f.task, "message": f.message} for f in result.failures],
+        failures=[{"host": f.host, "task": f.task, "role": f.role, "message": f.message} for f in result.failures],
     )
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -293,16 +293,34 @@ def cmd_provision(args: argparse.Namespace) -> int:
         "provision.yml", inventory, extravars(args, release.version), f"provision {release.version}", args.verbose
     )
     seconds["ansible"] = result.seconds
-    if not result.succeeded and not args.json:
-        auto_doctor(inventory, args.verbose)
+    problems: list[dict[str, str]] = []
+    if not result.succeeded:
+        problems = auto_doctor(inventory, args.verbose, show=not args.json)
     seconds["total"] = time.monotonic() - started
     summary = {
         "version": release.version,
         "target": target,
         "name": name,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "doctor": problems,
     }
     return report(result, summary, args.json)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from bkprov.matrix import run_matrix
+
+    versions = catalog.versions() if args.all else [catalog.get(v).version for v in args.versions]
+    if not versions:
+        raise BkprovError("name versions or pass --all", exit_code=2)
+    extra = [
+        *(["--registry", args.registry] if args.registry else []),
+        *(["--network", args.network] if args.network else []),
+    ]
+    report_path = Path(args.report).resolve()
+    rows = run_matrix(versions, args.target, args.jobs, args.keep, extra, report_path, out)
+    log(f"report: {report_path.with_suffix('.md')} and .json")
+    return 0 if all(r.phase == "ok" for r in rows) else 1
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -318,12 +336,20 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def auto_doctor(inventory: Any, verbose: int) -> None:
-    """After a failure, show what doctor finds (it names known causes with their evidence)."""
-    log("the run failed; running doctor on the target")
-    result = doctor(inventory, verbose)
-    if result.findings:
+def auto_doctor(inventory: Any, verbose: int, show: bool = True) -> list[dict[str, str]]:
+    """After a failure, run doctor (it names known causes with their evidence); return its problems."""
+    if show:
+        log("the run failed; running doctor on the target")
+    result = doctor(inventory, verbose if show else 0) if show else run_play_quiet("doctor.yml", inventory)
+    if show and result.findings:
         show_findings(result.findings)
+    return [f for items in result.findings.values() for f in items if f["status"] == "problem"]
+
+
+def run_play_quiet(playbook: str, inventory: Any) -> Any:
+    from bkprov.runner import run_playbook
+
+    return run_playbook(playbook, inventory, {})
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -449,6 +475,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("-v", "--verbose", action="count", default=0)
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("matrix", help="provision and verify many versions, each on a fresh target")
+    s.add_argument("versions", nargs="*", metavar="VERSION")
+    s.add_argument("--all", action="store_true", help="every catalog version")
+    s.add_argument("--target", choices=["container", "vm"], default="container")
+    s.add_argument("--jobs", type=int, default=1, help="versions at a time (default 1)")
+    s.add_argument("--keep", action="store_true", help="keep the targets")
+    s.add_argument("--registry", metavar="HOST:PORT", help="for helper-image COPY (v0.3.0, v0.4.0)")
+    s.add_argument("--network", help="container network mode (host to reach a registry on 127.0.0.1)")
+    s.add_argument("--report", default="bkprov-matrix", help="report path without suffix (.md and .json)")
+    s.set_defaults(func=cmd_matrix)
 
     s = sub.add_parser("create", help="make a target without installing anything")
     s.add_argument("name")

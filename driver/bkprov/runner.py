@@ -7,7 +7,9 @@ behind, artifacts rotated, and an event handler that feeds a live display.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ class TaskFailure:
     host: str
     task: str
     message: str
+    role: str = ""
 
 
 @dataclass
@@ -82,8 +85,11 @@ def run_playbook(
     limit: str | None = None,
 ) -> PlayResult:
     """Run one of playbooks/*.yml; never raises for a failed play, the result says what failed."""
-    private = state_dir() / "runner"
-    private.mkdir(parents=True, exist_ok=True)
+    # One private data dir per run: ansible-runner writes the inventory there, and runs at once
+    # (bkprov matrix --jobs N, two terminals) must not see each other's.
+    runs = state_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=f"{Path(playbook).stem}-", dir=runs))
     result = PlayResult(playbook, rc=-1, status="unstarted", seconds=0.0)
 
     def on_event(event: dict[str, Any]) -> bool:
@@ -124,10 +130,11 @@ def run_playbook(
         verbosity=verbosity or None,
         quiet=True,
         suppress_env_files=True,
-        rotate_artifacts=5,
         event_handler=on_event,
     )
     result.seconds = time.monotonic() - started
+    if not os.environ.get("BKPROV_KEEP_RUNS"):
+        shutil.rmtree(private, ignore_errors=True)
     result.rc = runner.rc if runner.rc is not None else -1
     result.status = runner.status
     if runner.status == "canceled":  # ansible-runner turned Ctrl-C into a cancel

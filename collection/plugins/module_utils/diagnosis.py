@@ -106,7 +106,11 @@ def check_systemd(ev: dict) -> Finding:
 def check_capabilities(ev: dict) -> Finding:
     line = status_field(ev.get("proc1_status", ""), "CapEff")
     if not line:
-        return Finding("capabilities", WARNING, "capabilities unreadable", "/proc/1/status has no CapEff")
+        return Finding(
+            "capabilities", WARNING, "capabilities unreadable", "/proc/1/status has no CapEff",
+            "without CapEff bkprov cannot tell whether runc may mount and create namespaces",
+            "check that /proc is mounted and readable on the host",
+        )
     effective = int(line.split()[1], 16)
     missing = [name for bit, name in sorted(NEEDED_CAPS.items()) if not effective & (1 << bit)]
     if not missing:
@@ -122,10 +126,23 @@ def check_capabilities(ev: dict) -> Finding:
     )
 
 
+# AppArmor labels read "<profile> (enforce|complain)"; SELinux labels ("system_u:system_r:init_t:s0")
+# share /proc/1/attr/current and are not AppArmor confinement.
+APPARMOR_LABEL = re.compile(r"^(?P<profile>\S.*) \((?P<mode>enforce|complain|kill|unconfined)\)$")
+
+
 def check_apparmor(ev: dict) -> Finding:
     profile = (ev.get("apparmor") or "").strip()
-    if not profile or profile.startswith("unconfined"):
-        return Finding("apparmor", OK, "no AppArmor confinement", f"/proc/1/attr/current: {profile or '(none)'}")
+    label = APPARMOR_LABEL.match(profile)
+    evidence = f"/proc/1/attr/current: {profile or '(none)'}"
+    if not label or profile.startswith("unconfined") or label.group("mode") == "unconfined":
+        return Finding("apparmor", OK, "no AppArmor confinement", evidence)
+    if label.group("mode") == "complain":
+        return Finding(
+            "apparmor", WARNING, f"AppArmor profile {label.group('profile')} in complain mode", evidence,
+            "complain mode only logs denials; an enforcing profile like Docker's default denies mount",
+            "run the container with --security-opt apparmor=unconfined to be sure",
+        )
     return Finding(
         "apparmor",
         PROBLEM,
@@ -156,6 +173,8 @@ def check_overlay(ev: dict, table: list[tuple[str, str, str]]) -> Finding:
     snapshotter = ev.get("snapshotter") or "auto"
     if fstype != "overlay":
         return Finding("nested-overlayfs", OK, f"{root} is on {fstype or 'unknown'} ({point or '?'})", line)
+    if snapshotter in ("native", "fuse-overlayfs"):
+        return Finding("nested-overlayfs", OK, f"{root} is on overlayfs; snapshotter {snapshotter} works there", line)
     if snapshotter == "overlayfs":
         return Finding(
             "nested-overlayfs",
@@ -206,7 +225,11 @@ def check_runtime(ev: dict) -> Finding:
     version = ev.get("runtime_version") or ""
     first = version.splitlines()[0] if version else ""
     if not version:
-        return Finding("runtime", WARNING, "the OCI runtime did not answer --version", "")
+        return Finding(
+            "runtime", WARNING, "the OCI runtime did not answer --version", "(no output)",
+            "buildkitd runs builds with this runtime; one that does not start cannot run RUN steps",
+            "reinstall the release (buildkit-runc comes with it) or fix the configured --oci-worker-binary",
+        )
     if re.search(r"1\.0\.0-rc7\b", version):
         return Finding(
             "runtime",
@@ -230,7 +253,9 @@ JOURNAL_SIGNS = (
     ),
     (
         "nested-overlayfs",
-        r"(failed to mount overlay|mount source: \"overlay\").*invalid argument",
+        # The failing mount of a forced overlayfs snapshotter (the logger may escape the quotes), not the
+        # "failed to mount overlay" line of auto's probe, which then falls back to native.
+        r'mount source: \\?"overlay\\?".*invalid argument',
         "overlayfs on top of overlayfs (reference §7.3)",
         "put a volume or tmpfs on the BuildKit root",
     ),
