@@ -307,6 +307,24 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return report(result, summary, args.json)
 
 
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    if args.inventory:
+        inventory: Any = str(Path(args.inventory).resolve())
+    elif args.name:
+        from bkprov.targets import find
+
+        inventory = find(args.name).inventory()
+    else:
+        raise BkprovError("name a target or pass --inventory PATH", exit_code=2)
+    result = run_play("uninstall.yml", inventory, {"buildkit_purge": args.purge}, "uninstall", args.verbose)
+    for failure in result.failures:
+        console.print(f"[red]failed:[/] [{failure.host}] {failure.task}\n{failure.message}", highlight=False)
+    if result.succeeded:
+        kept = "removed /var/lib/buildkit too" if args.purge else "kept /var/lib/buildkit (--purge removes it)"
+        log(f"uninstalled BuildKit (units, binaries, configuration, group); {kept}")
+    return 0 if result.succeeded else 1
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
     from bkprov.matrix import run_matrix
 
@@ -475,6 +493,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("-v", "--verbose", action="count", default=0)
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("uninstall", help="remove BuildKit from a target or hosts; keeps its data unless --purge")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--inventory", metavar="PATH")
+    s.add_argument("--purge", action="store_true", help="also delete /var/lib/buildkit")
+    s.add_argument("-v", "--verbose", action="count", default=0)
+    s.set_defaults(func=cmd_uninstall)
 
     s = sub.add_parser("matrix", help="provision and verify many versions, each on a fresh target")
     s.add_argument("versions", nargs="*", metavar="VERSION")
