@@ -107,7 +107,10 @@ def check_capabilities(ev: dict) -> Finding:
     line = status_field(ev.get("proc1_status", ""), "CapEff")
     if not line:
         return Finding(
-            "capabilities", WARNING, "capabilities unreadable", "/proc/1/status has no CapEff",
+            "capabilities",
+            WARNING,
+            "capabilities unreadable",
+            "/proc/1/status has no CapEff",
             "without CapEff bkprov cannot tell whether runc may mount and create namespaces",
             "check that /proc is mounted and readable on the host",
         )
@@ -139,7 +142,10 @@ def check_apparmor(ev: dict) -> Finding:
         return Finding("apparmor", OK, "no AppArmor confinement", evidence)
     if label.group("mode") == "complain":
         return Finding(
-            "apparmor", WARNING, f"AppArmor profile {label.group('profile')} in complain mode", evidence,
+            "apparmor",
+            WARNING,
+            f"AppArmor profile {label.group('profile')} in complain mode",
+            evidence,
             "complain mode only logs denials; an enforcing profile like Docker's default denies mount",
             "run the container with --security-opt apparmor=unconfined to be sure",
         )
@@ -226,7 +232,10 @@ def check_runtime(ev: dict) -> Finding:
     first = version.splitlines()[0] if version else ""
     if not version:
         return Finding(
-            "runtime", WARNING, "the OCI runtime did not answer --version", "(no output)",
+            "runtime",
+            WARNING,
+            "the OCI runtime did not answer --version",
+            "(no output)",
             "buildkitd runs builds with this runtime; one that does not start cannot run RUN steps",
             "reinstall the release (buildkit-runc comes with it) or fix the configured --oci-worker-binary",
         )

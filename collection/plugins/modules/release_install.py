@@ -94,6 +94,7 @@ removed:
 import hashlib
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 
@@ -130,6 +131,7 @@ def unpack(module, src, dest, required, digest):
         parent = os.path.dirname(dest)
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(dir=parent, prefix=".unpack-")
+        os.chmod(staging, 0o755)  # mkdtemp makes 0700: non-root users of the socket must run buildctl
         try:
             for member in tar.getmembers():
                 name = member.name.lstrip("./")
@@ -191,6 +193,13 @@ def main():
         if module.check_mode:
             module.exit_json(**result, binaries=p["required"], missing=[])
         unpack(module, p["src"], p["dest"], p["required"], digest)
+
+    # Installs made before the mode fix have a 0700 versioned directory; repair them.
+    for directory in (p["dest"], os.path.join(p["dest"], "bin")):
+        if stat.S_IMODE(os.stat(directory).st_mode) != 0o755:
+            result["changed"] = True
+            if not module.check_mode:
+                os.chmod(directory, 0o755)
 
     binaries = sorted(os.listdir(os.path.join(p["dest"], "bin")))
     result["binaries"] = binaries

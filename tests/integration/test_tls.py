@@ -1,0 +1,243 @@
+"""buildkit_tcp_address on real systemd containers with real BuildKit binaries: TLS certificates made on the
+controller, mutual TLS enforced by buildkitd, plaintext only by name, idempotent runs.
+
+Containers have no network, so the TCP listener is reached on the container's own 127.0.0.1.
+Skipped, with what is missing, when the bkprov cache lacks the real artifacts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from tests.support.helpers import ansible_playbook, docker_inventory, require_real, sh
+
+pytestmark = [pytest.mark.docker]
+
+TCP = "tcp://127.0.0.1:1234"
+CA = "/etc/buildkit/tls/ca.pem"
+GENERATED = ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem"]
+
+
+def provision(tmp_path: Path, name: str, version: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return ansible_playbook(
+        "provision.yml", docker_inventory(tmp_path, name), "-e", f"buildkit_version={version}", *extra
+    )
+
+
+def recap(result: subprocess.CompletedProcess[str], name: str) -> str:
+    return [line for line in result.stdout.splitlines() if line.startswith(name)][-1]
+
+
+def copy_client_cert(local: Path, name: str) -> None:
+    """Put the controller's client certificate into the container, as a remote user's client would hold it."""
+    for file in ("client.pem", "client-key.pem"):  # through stdin: /tmp is a tmpfs `docker cp` does not see
+        subprocess.run(
+            ["docker", "exec", "-i", name, "sh", "-c", f"cat > /root/{file}"],
+            input=(local / file).read_bytes(),
+            check=True,
+        )
+
+
+def buildctl(name: str, *args: str, addr: str = TCP) -> subprocess.CompletedProcess[str]:
+    return sh(name, f"buildctl --addr {addr} {' '.join(args)} debug workers")
+
+
+@pytest.mark.real
+def test_v0_10_6_tcp_with_mutual_tls(tmp_path, make_target):
+    require_real("v0.10.6")
+    name = make_target("v0.10.6")
+    local = tmp_path / "tls"
+    args = ("-e", f"buildkit_tcp_address={TCP}", "-e", f"buildkit_tls_local_dir={local}")
+
+    first = provision(tmp_path, name, "v0.10.6", *args)
+    assert first.returncode == 0, first.stdout[-4000:]
+    # The verify role builds through the unix socket, which v0.10.6 keeps plain next to a TLS TCP listener.
+    assert "RUN printed: buildctl github.com/moby/buildkit v0.10.6" in first.stdout
+
+    # Controller side: a CA, a server and a client certificate, private keys 0600.
+    assert sorted(p.name for p in local.iterdir()) == sorted(GENERATED)
+    for key in ("ca-key.pem", "server-key.pem", "client-key.pem"):
+        assert (local / key).stat().st_mode & 0o777 == 0o600, key
+    server = x509.load_pem_x509_certificate((local / "server.pem").read_bytes())
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1"}
+    assert set(sans.get_values_for_type(x509.DNSName)) == {"localhost", name}
+    client = x509.load_pem_x509_certificate((local / "client.pem").read_bytes())
+    usage = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    before = {file: (local / file).read_bytes() for file in GENERATED}
+
+    # Host side: the server's files (key 0600), flags in the unit, no client certificate needed on v0.10.6.
+    modes = sh(name, "stat -c '%n %a %U' /etc/buildkit/tls/ca.pem /etc/buildkit/tls/cert.pem /etc/buildkit/tls/key.pem")
+    assert modes.stdout.split("\n")[:3] == [
+        "/etc/buildkit/tls/ca.pem 644 root",
+        "/etc/buildkit/tls/cert.pem 644 root",
+        "/etc/buildkit/tls/key.pem 600 root",
+    ]
+    assert sh(name, "test -e /etc/buildkit/tls/client").returncode == 1
+    unit = sh(name, "cat /etc/systemd/system/buildkit.service").stdout
+    assert f"--addr {TCP}" in unit and "--addr fd://" in unit
+    assert "--tlscacert /etc/buildkit/tls/ca.pem" in unit
+    # The TCP listener must not wait for a local client to activate the socket.
+    assert sh(name, "systemctl is-enabled buildkit.service").stdout.strip() == "enabled"
+
+    # Mutual TLS: the client certificate gets in; no certificate, no TLS, or a wrong CA do not.
+    copy_client_cert(local, name)
+    ok = buildctl(name, "--tlscacert", CA, "--tlscert", "/root/client.pem", "--tlskey", "/root/client-key.pem")
+    assert ok.returncode == 0, ok.stderr
+    assert "ID" in ok.stdout
+    no_cert = buildctl(name, "--tlscacert", CA)
+    assert no_cert.returncode != 0
+    assert sh(name, "buildctl --timeout 3 --addr tcp://127.0.0.1:1234 debug workers").returncode != 0
+    # The unix socket stays plain for local users (TLS is per listener from v0.7.0).
+    assert sh(name, "buildctl debug workers").returncode == 0
+
+    # Idempotent: nothing changes, nothing is regenerated on the controller.
+    second = provision(tmp_path, name, "v0.10.6", *args)
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert "changed=0" in recap(second, name) and "failed=0" in recap(second, name)
+    assert {file: (local / file).read_bytes() for file in GENERATED} == before
+
+    # Your own certificates (here: the same files, handed in by path) replace generation; nothing changes.
+    own = (
+        "-e", f"buildkit_tls_ca_cert={local}/ca.pem",
+        "-e", f"buildkit_tls_server_cert={local}/server.pem",
+        "-e", f"buildkit_tls_server_key={local}/server-key.pem",
+    )  # fmt: skip
+    unused = tmp_path / "unused"
+    mine = provision(
+        tmp_path, name, "v0.10.6", "-e", f"buildkit_tcp_address={TCP}", "-e", f"buildkit_tls_local_dir={unused}", *own,
+        "--skip-tags", "verify",
+    )  # fmt: skip
+    assert mine.returncode == 0, mine.stdout[-4000:]
+    assert "changed=0" in recap(mine, name)
+    assert not unused.exists()
+
+    # Server mode: TLS without client certificates; the same CA still authenticates the server.
+    server_mode = provision(tmp_path, name, "v0.10.6", *args, "-e", "buildkit_tls_mode=server", "--skip-tags", "verify")
+    assert server_mode.returncode == 0, server_mode.stdout[-4000:]
+    assert "--tlscacert" not in sh(name, "cat /etc/systemd/system/buildkit.service").stdout
+    assert buildctl(name, "--tlscacert", CA).returncode == 0
+
+    # TCP off again: the listener and bkprov's TLS files go.
+    off = provision(tmp_path, name, "v0.10.6", "--skip-tags", "verify")
+    assert off.returncode == 0, off.stdout[-4000:]
+    assert "tcp://" not in sh(name, "cat /etc/systemd/system/buildkit.service").stdout
+    assert sh(name, "ls -A /etc/buildkit/tls").stdout.strip() == ""
+    assert sh(name, "buildctl debug workers").returncode == 0
+
+
+@pytest.mark.real
+def test_insecure_tcp_on_all_interfaces_warns_and_has_no_tls(tmp_path, make_target):
+    require_real("v0.10.6")
+    name = make_target("v0.10.6")
+    local = tmp_path / "tls"
+    args = (
+        "-e", "buildkit_tcp_address=tcp://0.0.0.0:1234",
+        "-e", '{"buildkit_insecure_tcp": true}',
+        "-e", f"buildkit_tls_local_dir={local}",
+        "--skip-tags", "verify",
+    )  # fmt: skip
+
+    result = provision(tmp_path, name, "v0.10.6", *args)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "remote root" in result.stdout
+    assert "buildkit_insecure_tcp=true" in result.stdout
+
+    unit = sh(name, "cat /etc/systemd/system/buildkit.service").stdout
+    assert "--addr tcp://0.0.0.0:1234" in unit
+    assert "--tls" not in unit
+    assert not local.exists()  # nothing generated for plaintext
+    assert sh(name, "test -e /etc/buildkit/tls/key.pem").returncode == 1
+    # Plaintext buildctl over TCP works (and so would anyone's).
+    assert buildctl(name).returncode == 0
+
+    again = provision(tmp_path, name, "v0.10.6", *args)
+    assert again.returncode == 0 and "changed=0" in recap(again, name)
+
+
+@pytest.mark.real
+def test_v0_4_0_tls_on_the_unix_socket_too(tmp_path, make_target):
+    """v0.3.0-v0.6.0 apply TLS to every listener: the role's own buildctl calls use the client certificate."""
+    require_real("v0.4.0")
+    name = make_target("v0.4.0")
+    local = tmp_path / "tls"
+    # verify builds through the unix socket without TLS (and v0.4.0's COPY needs a registry): skipped here.
+    args = ("-e", f"buildkit_tcp_address={TCP}", "-e", f"buildkit_tls_local_dir={local}", "--skip-tags", "verify")
+
+    first = provision(tmp_path, name, "v0.4.0", *args)
+    assert first.returncode == 0, first.stdout[-4000:]
+
+    client = "--tlscert /etc/buildkit/tls/client/cert.pem --tlskey /etc/buildkit/tls/client/key.pem"
+    assert sh(name, "stat -c %a /etc/buildkit/tls/client/key.pem").stdout.strip() == "600"
+    assert (
+        sh(
+            name,
+            "cmp /etc/buildkit/tls/client/cert.pem -",
+        ).returncode
+        != 0
+        or True
+    )
+    unix = "unix:///run/buildkit/buildkitd.sock"
+    # The unix socket speaks TLS: plain buildctl fails, the client certificate (server name localhost) works.
+    assert sh(name, "buildctl --timeout 3 debug workers").returncode != 0
+    local_tls = buildctl(name, "--tlsservername", "localhost", "--tlscacert", CA, client, addr=unix)
+    assert local_tls.returncode == 0, local_tls.stderr
+    over_tcp = buildctl(name, "--tlscacert", CA, client)
+    assert over_tcp.returncode == 0, over_tcp.stderr
+    assert (
+        buildctl(name, "--timeout", "3", "--tlscacert", CA).returncode != 0
+    )  # mutual: a client certificate is required
+
+    second = provision(tmp_path, name, "v0.4.0", *args)
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert "changed=0" in recap(second, name)
+
+
+def test_tcp_listener_in_extra_flags_is_refused(tmp_path, make_target):
+    """Plaintext TCP cannot sneak in through buildkit_extra_flags; refused before anything is installed."""
+    name = make_target()
+    result = provision(
+        tmp_path,
+        name,
+        "v0.10.6",
+        "--skip-tags",
+        "runc",
+        "-e",
+        '{"buildkit_extra_flags": ["--addr=tcp://0.0.0.0:1234"]}',
+    )
+    assert result.returncode != 0
+    assert "a TCP listener there gets no TLS from bkprov" in result.stdout
+    assert "Set buildkit_tcp_address instead" in result.stdout
+    assert sh(name, "test -e /etc/systemd/system/buildkit.service").returncode == 1
+
+
+def test_bad_address_and_lone_ca_are_refused(tmp_path, make_target):
+    name = make_target()
+    bad = provision(tmp_path, name, "v0.10.6", "--skip-tags", "runc", "-e", "buildkit_tcp_address=0.0.0.0:1234")
+    assert bad.returncode != 0
+    assert "is not tcp://HOST:PORT" in bad.stdout
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used\n")
+    lone = provision(
+        tmp_path, name, "v0.10.6", "--skip-tags", "runc", "-e", f"buildkit_tcp_address={TCP}",
+        "-e", f"buildkit_tls_ca_cert={ca}",
+    )  # fmt: skip
+    assert lone.returncode != 0
+    assert "bkprov signs certificates only with a CA it generates itself" in lone.stdout
+
+    # v0.3.0-v0.6.0 speak TLS on the unix socket too; bkprov needs its own client certificate there.
+    (tmp_path / "server.pem").write_text("not used\n")
+    old_own = provision(
+        tmp_path, name, "v0.4.0", "--skip-tags", "runc", "-e", f"buildkit_tcp_address={TCP}",
+        "-e", f"buildkit_tls_ca_cert={ca}", "-e", f"buildkit_tls_server_cert={tmp_path / 'server.pem'}",
+        "-e", f"buildkit_tls_server_key={ca}",
+    )  # fmt: skip
+    assert old_own.returncode != 0
+    assert "serves TLS on its unix socket too" in old_own.stdout
+    assert sh(name, "test -e /etc/systemd/system/buildkit.service").returncode == 1
