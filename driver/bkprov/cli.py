@@ -140,7 +140,23 @@ def extravars(args: argparse.Namespace, version: str) -> dict[str, Any]:
     if args.registry:
         extra["buildkit_registries"] = {args.registry: {"http": True}}
         extra["verify_registry"] = args.registry
+    if args.tcp:
+        extra["buildkit_tcp_address"] = args.tcp
+        extra["buildkit_insecure_tcp"] = args.insecure_tcp
     return extra
+
+
+def tcp_client_command(args: argparse.Namespace, host: str) -> str:
+    """The buildctl command line that reaches the TCP listener from this machine."""
+    from bkprov.paths import cache_dir
+
+    if args.insecure_tcp:
+        return f"buildctl --addr {args.tcp} debug workers"
+    tls = cache_dir() / "tls" / host
+    return (
+        f"buildctl --addr {args.tcp} --tlscacert {tls}/ca.pem --tlscert {tls}/client.pem "
+        f"--tlskey {tls}/client-key.pem debug workers"
+    )
 
 
 def run_play(playbook: str, inventory: Any, extra: dict[str, Any], title: str, verbose: int) -> Any:
@@ -255,6 +271,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     release = catalog.get(args.version)
     # Bad input is refused before anything is fetched or created.
     inventory: Any = None
+    if args.insecure_tcp and not args.tcp:
+        raise BkprovError("--insecure-tcp goes with --tcp ADDR", exit_code=2)
     if args.inventory:
         if not Path(args.inventory).exists():
             raise BkprovError(f"--inventory {args.inventory}: no such file or directory", exit_code=2)
@@ -304,6 +322,10 @@ def cmd_provision(args: argparse.Namespace) -> int:
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "doctor": problems,
     }
+    if args.tcp and name and target in ("container", "vm"):
+        summary["tcp_client"] = tcp_client_command(args, name)
+        if not args.json and result.succeeded:
+            out.print(f"TCP: {summary['tcp_client']}", highlight=False)
     return report(result, summary, args.json)
 
 
@@ -480,6 +502,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--network", default="none", help="container network mode (default: none)")
     s.add_argument(
         "--registry", metavar="HOST:PORT", help="plain-HTTP registry with the COPY helper image (BuildKit < v0.5.0)"
+    )
+    s.add_argument(
+        "--tcp", metavar="ADDR", help="also listen on tcp://HOST:PORT with mutual TLS (certificates made here)"
+    )
+    s.add_argument(
+        "--insecure-tcp", action="store_true", help="plaintext TCP: whoever reaches it is root on the target"
     )
     s.add_argument("--json", action="store_true", help="print one machine-readable result")
     s.add_argument(

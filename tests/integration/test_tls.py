@@ -7,6 +7,7 @@ Skipped, with what is missing, when the bkprov cache lacks the real artifacts.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -241,3 +242,62 @@ def test_bad_address_and_lone_ca_are_refused(tmp_path, make_target):
     assert old_own.returncode != 0
     assert "serves TLS on its unix socket too" in old_own.stdout
     assert sh(name, "test -e /etc/systemd/system/buildkit.service").returncode == 1
+
+
+def test_tls_build_from_the_controller(tmp_path, make_target):
+    """`bkprov provision --tcp`: a real build from this machine over mutual TLS; plaintext refused."""
+    import subprocess
+    import tarfile
+
+    from bkprov import artifacts
+    from bkprov.paths import cache_dir
+    from tests.support.helpers import bkprov
+    from tests.support.registry import free_port
+
+    require_real("v0.10.6")
+    name = make_target("v0.10.6", network="host")  # the listener must be reachable from here
+    address = f"tcp://127.0.0.1:{free_port()}"
+    result = bkprov("provision", "v0.10.6", "--name", name, "--tcp", address, "--json")
+    assert result.returncode == 0, result.stderr
+    command = json.loads(result.stdout)["tcp_client"]
+    assert command.startswith(f"buildctl --addr {address} --tlscacert ")
+
+    # A buildctl for this machine, from the release tarball in the cache.
+    tarball = cache_dir() / artifacts.needed("v0.10.6", with_runc=False)[0].relpath
+    with tarfile.open(tarball) as tar:
+        tar.extract("bin/buildctl", tmp_path, set_attrs=False)
+    buildctl = tmp_path / "bin" / "buildctl"
+    buildctl.chmod(0o755)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "x").write_bytes(buildctl.read_bytes())
+    (context / "x").chmod(0o755)
+    (context / "Dockerfile").write_text('FROM scratch\nCOPY x /x\nRUN ["/x", "--version"]\n')
+    tls_args = command.split()[3:-2]  # --tlscacert … --tlskey …
+    build = subprocess.run(
+        [
+            buildctl,
+            "--addr",
+            address,
+            *tls_args,
+            "build",
+            "--progress=plain",
+            "--frontend",
+            "dockerfile.v0",
+            "--local",
+            f"context={context}",
+            "--local",
+            f"dockerfile={context}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    assert "buildctl github.com/moby/buildkit v0.10.6" in build.stderr
+
+    plain = subprocess.run(
+        [buildctl, "--addr", address, "debug", "workers"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert plain.returncode != 0
