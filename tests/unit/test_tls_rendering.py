@@ -107,36 +107,30 @@ def test_no_tcp_renders_no_tcp_and_no_tls(buildkit_render, version):  # noqa: F8
     assert render_var(buildkit_render, "__buildkit_tls_files", version) == []
 
 
+MUTUAL_LOCAL_ARGS = [
+    "--tlsservername",
+    "localhost",
+    "--tlscacert",
+    f"{TLS_DIR}/ca.pem",
+    "--tlscert",
+    f"{TLS_DIR}/client/cert.pem",
+    "--tlskey",
+    f"{TLS_DIR}/client/key.pem",
+]
+
+
 @pytest.mark.parametrize(
     ("version", "mode", "expected"),
     [
         (
             "v0.3.0",
             "mutual",
-            [
-                "--tlsservername",
-                "localhost",
-                "--tlscacert",
-                f"{TLS_DIR}/ca.pem",
-                "--tlscert",
-                f"{TLS_DIR}/client/cert.pem",
-                "--tlskey",
-                f"{TLS_DIR}/client/key.pem",
-            ],
+            MUTUAL_LOCAL_ARGS,
         ),
         (
             "v0.6.0",
             "mutual",
-            [
-                "--tlsservername",
-                "localhost",
-                "--tlscacert",
-                f"{TLS_DIR}/ca.pem",
-                "--tlscert",
-                f"{TLS_DIR}/client/cert.pem",
-                "--tlskey",
-                f"{TLS_DIR}/client/key.pem",
-            ],
+            MUTUAL_LOCAL_ARGS,
         ),
         ("v0.6.0", "server", ["--tlsservername", "localhost", "--tlscacert", f"{TLS_DIR}/ca.pem"]),
         ("v0.7.0", "mutual", []),  # TLS per listener from v0.7.0: the unix socket stays plain
