@@ -23,8 +23,9 @@ from bkprov.errors import BkprovError
 
 SUITE = "bookworm"
 IMAGE = "bkprov/debian-systemd:bookworm"
-# systemd as PID 1, python3 for Ansible; nothing else (the target has no network).
-PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "procps", "iproute2", "ca-certificates"]
+# systemd as PID 1, python3 for Ansible, a static busybox for the verify role's built-in COPY
+# helper image (BuildKit < v0.5.0); nothing else (the target has no network).
+PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "procps", "iproute2", "ca-certificates", "busybox-static"]
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Units that spin or fail in a container (getty, udev, timers that download things).
 MASKED_UNITS = [

@@ -66,6 +66,7 @@ def customise(rootfs: Path) -> None:
     """Networking, fstab, the key unit and the sudo user, inside the debootstrap tree."""
     etc = rootfs / "etc"
     (etc / "fstab").write_text("/dev/vda / ext4 rw,relatime 0 1\n")
+    (etc / "hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n127.0.1.1 bkprov\n")
     (etc / "systemd/network/10-dhcp.network").write_text(NETWORK)
     (etc / "systemd/system/bkprov-authorized-keys.service").write_text(KEY_UNIT)
     wants = {

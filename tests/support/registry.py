@@ -1,7 +1,7 @@
 """A real registry on 127.0.0.1 (Debian's docker-registry) seeded with images the tests build.
 
 BuildKit before v0.5.0 runs Dockerfile COPY in a helper image pulled from a registry; the
-helper here is busybox (Debian's busybox-static) plus tests/support/copy-helper/copy.
+helper here is busybox (Debian's busybox-static) plus the verify role's files/copy.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 
 HERE = Path(__file__).resolve().parent
+COPY_SCRIPT = HERE.parents[1] / "collection" / "roles" / "verify" / "files" / "copy"  # the role's own
 COPY_IMAGE = "bkprov/copy:1"
 APPLETS = ["sh", "cp", "mkdir", "chown", "tar", "dirname", "ls", "cat"]
 
@@ -68,7 +69,7 @@ class Registry:
         rootfs = self.workdir / "copy-rootfs.tar"
         with tarfile.open(rootfs, "w") as tar:
             tar.add(busybox, arcname="bin/busybox")
-            tar.add(HERE / "copy-helper" / "copy", arcname="bin/copy")
+            tar.add(COPY_SCRIPT, arcname="bin/copy")
             for applet in APPLETS:
                 info = tarfile.TarInfo(f"bin/{applet}")
                 info.type = tarfile.SYMTYPE
