@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bkprov import __version__, catalog
@@ -25,7 +26,7 @@ out = Console(soft_wrap=True)
 
 
 def log(message: str) -> None:
-    console.print(f"[dim]bkprov:[/] {message}", highlight=False)
+    console.print(f"[dim]bkprov:[/] {escape(message)}", highlight=False)
 
 
 # ---------------------------------------------------------------- versions
@@ -178,9 +179,12 @@ def report(result: Any, summary: dict[str, Any], as_json: bool) -> int:
         print(json.dumps(summary, indent=2))
     else:
         for failure in result.failures:
-            console.print(f"[red]failed:[/] [{failure.host}] {failure.task}\n{failure.message}", highlight=False)
+            console.print(
+                f"[red]failed:[/] {escape(f'[{failure.host}] {failure.task}')}\n{escape(failure.message)}",
+                highlight=False,
+            )
         if not result.succeeded and not result.failures:
-            console.print("[red]ansible-playbook failed:[/]\n" + "\n".join(result.output_tail), highlight=False)
+            console.print("[red]ansible-playbook failed:[/]\n" + escape("\n".join(result.output_tail)), highlight=False)
         if result.verify_output:
             out.print(f"RUN output: {result.verify_output}", highlight=False)
         times = ", ".join(f"{k} {v:.1f}s" for k, v in summary["seconds"].items())
@@ -203,8 +207,14 @@ def show_findings(findings: dict[str, list[dict[str, str]]]) -> int:
         table = Table("status", "check", "finding", "evidence", "fix", title=f"doctor: {host}", show_lines=True)
         for f in items:
             problems += f["status"] == "problem"
-            detail = f["summary"] + (f"\n[dim]{f['cause']}[/]" if f["cause"] else "")
-            table.add_row(f"[{STATUS_STYLE[f['status']]}]{f['status']}[/]", f["check"], detail, f["evidence"], f["fix"])
+            detail = escape(f["summary"]) + (f"\n[dim]{escape(f['cause'])}[/]" if f["cause"] else "")
+            table.add_row(
+                f"[{STATUS_STYLE[f['status']]}]{f['status']}[/]",
+                escape(f["check"]),
+                detail,
+                escape(f["evidence"]),
+                escape(f["fix"]),
+            )
         out.print(table)
     return problems
 
@@ -340,7 +350,9 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
         raise BkprovError("name a target or pass --inventory PATH", exit_code=2)
     result = run_play("uninstall.yml", inventory, {"buildkit_purge": args.purge}, "uninstall", args.verbose)
     for failure in result.failures:
-        console.print(f"[red]failed:[/] [{failure.host}] {failure.task}\n{failure.message}", highlight=False)
+        console.print(
+            f"[red]failed:[/] {escape(f'[{failure.host}] {failure.task}')}\n{escape(failure.message)}", highlight=False
+        )
     if result.succeeded:
         kept = "removed /var/lib/buildkit too" if args.purge else "kept /var/lib/buildkit (--purge removes it)"
         log(f"uninstalled BuildKit (units, binaries, configuration, group); {kept}")
@@ -595,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except BkprovError as exc:
-        console.print(f"[red]bkprov:[/] {exc}", highlight=False)
+        console.print(f"[red]bkprov:[/] {escape(str(exc))}", highlight=False)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]bkprov: interrupted[/]; re-run the same command to converge the target")

@@ -53,7 +53,7 @@ class PlayDisplay:
         if name == "playbook_on_task_start":
             self.task = data.get("task", "")
             if not self.live:
-                self.console.print(f"  {data.get('task', '')}", highlight=False)
+                self.console.print(Text(f"  {data.get('task', '')}"), highlight=False)
         elif name.startswith("runner_on_") and name not in ("runner_on_start",):
             self.host = data.get("host", "")
             if name == "runner_on_ok":

@@ -7,19 +7,22 @@ recipe is rebuilt and an unchanged one is reused.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
 
 from bkprov.errors import BkprovError
+from bkprov.paths import state_dir
 
 SUITE = "bookworm"
 IMAGE = "bkprov/debian-systemd:bookworm"
@@ -77,12 +80,29 @@ def debootstrap(rootfs: Path, mirror: str, log: Log, extra_packages: tuple[str, 
     (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
 
 
+@contextlib.contextmanager
+def build_lock(name: str) -> Iterator[None]:
+    """One image build at a time per machine (bkprov matrix, two terminals); later ones reuse it."""
+    path = state_dir() / f".{name}.lock"
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def debian_mirror() -> str:
     return os.environ.get("BKPROV_DEBIAN_MIRROR", DEFAULT_MIRROR)
 
 
 def ensure_image(client: docker.DockerClient, log: Log, rebuild: bool = False) -> str:
     """Return the base image's name, building it first if missing, stale or ``rebuild``."""
+    with build_lock("container-image"):
+        return _ensure_image(client, log, rebuild)
+
+
+def _ensure_image(client: docker.DockerClient, log: Log, rebuild: bool) -> str:
     try:
         image = client.images.get(IMAGE)
         if not rebuild and image.labels.get(LABEL) == RECIPE:

@@ -89,6 +89,11 @@ def customise(rootfs: Path) -> None:
 
 def ensure_vm_image(log: images.Log, rebuild: bool = False) -> VmImage:
     """Return the VM base disk, kernel and initrd, building them first if missing or stale."""
+    with images.build_lock("vm-image"):
+        return _ensure_vm_image(log, rebuild)
+
+
+def _ensure_vm_image(log: images.Log, rebuild: bool) -> VmImage:
     directory = image_dir()
     meta = directory / "image.json"
     image = VmImage(directory / "base.qcow2", directory / "vmlinuz", directory / "initrd.img")
@@ -106,12 +111,20 @@ def ensure_vm_image(log: images.Log, rebuild: bool = False) -> VmImage:
         initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:
             raise BkprovError("the VM root filesystem has no kernel or initrd in /boot (linux-image-amd64 failed?)")
-        shutil.copyfile(kernels[-1], image.kernel)
-        shutil.copyfile(initrds[-1], image.initrd)
+        # New files under temporary names, renamed at the end: running VMs keep the old inodes.
+        staged = {
+            image.kernel: directory / ".vmlinuz.new",
+            image.initrd: directory / ".initrd.img.new",
+            image.disk: directory / ".base.qcow2.new",
+        }
+        shutil.copyfile(kernels[-1], staged[image.kernel])
+        shutil.copyfile(initrds[-1], staged[image.initrd])
         raw = Path(tmp) / "disk.raw"
         log(f"making the {DISK_SIZE} ext4 disk")
         run(["mkfs.ext4", "-q", "-F", "-L", "bkprov-root", "-d", str(rootfs), str(raw), DISK_SIZE], "mkfs.ext4")
-        run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(image.disk)], "qemu-img convert")
+        run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(staged[image.disk])], "qemu-img convert")
+        for final, new in staged.items():
+            new.replace(final)
     meta.write_text(json.dumps({"recipe": RECIPE, "kernel": kernels[-1].name}))
     log(f"built the VM disk {image.disk}")
     return image
