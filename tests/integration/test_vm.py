@@ -88,3 +88,17 @@ def test_destroy_stops_qemu_and_removes_the_overlay(machine):
     assert bkprov("destroy", NAME).returncode == 0
     assert not directory.exists()
     assert not machine.running
+
+
+def test_old_buildkit_gets_a_cgroup_v1_guest_and_builds():
+    """v0.4.0's runc predates cgroup v2 (catalog cgroup_v2: false): its VM boots with cgroup v1."""
+    require_real("v0.4.0")
+    name = "bkprov-test-vm-legacy"
+    bkprov("destroy", name)
+    try:
+        result = bkprov("provision", "v0.4.0", "--target", "vm", "--name", name, "--json", timeout=1200)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert json.loads(result.stdout)["build_output"].startswith("buildctl github.com/moby/buildkit v0.4.0")
+        assert bkprov("exec", name, "--", "stat", "-fc", "%T", "/sys/fs/cgroup").stdout.strip() == "tmpfs"
+    finally:
+        bkprov("destroy", name)

@@ -216,7 +216,8 @@ def create(
             "-initrd",
             str(image.initrd),
             "-append",
-            "root=/dev/vda rw console=ttyS0 net.ifnames=0",
+            "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+            + (" systemd.unified_cgroup_hierarchy=0" if cgroup_v1 else ""),
             "-drive",
             f"file={disk},if=virtio,format=qcow2",
             "-netdev",
