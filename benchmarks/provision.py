@@ -1,10 +1,11 @@
 """Time bkprov against a plain shell baseline doing the same steps by hand.
 
-    python benchmarks/provision.py [--version v0.10.6] [--vm] [--runs 3]
+    python benchmarks/provision.py [--version v0.10.6] [--runs 3] [--vm] [--matrix v0.10.6,v0.12.5,v0.21.1,v0.4.0]
 
 Needs the real artifacts in the bkprov cache and a Docker engine. Prints a Markdown table:
 fresh container to a verified build, the idempotent re-run, the baseline (docker run + copy +
-extract + a unit + systemctl start + one build) and the ratio; with --vm, a fresh VM too.
+extract + a unit + systemctl start + one build) and the ratio; with --vm, a fresh VM too; with
+--matrix, `bkprov matrix` over those versions with --jobs 1 and --jobs 2.
 """
 
 from __future__ import annotations
@@ -91,11 +92,17 @@ def vm_fresh(version: str) -> float:
         subprocess.run([sys.executable, "-m", "bkprov.cli", "destroy", name], capture_output=True, check=False)
 
 
+def matrix(versions: list[str], jobs: int, report: str) -> float:
+    argv = [sys.executable, "-m", "bkprov.cli", "matrix", *versions, "--jobs", str(jobs), "--report", report]
+    return timed(lambda: subprocess.run(argv, capture_output=True, check=True))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--version", default="v0.10.6")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--vm", action="store_true")
+    parser.add_argument("--matrix", default="", help="comma-separated versions for bkprov matrix timings")
     args = parser.parse_args()
     version = catalog.get(args.version).version
     image = images.ensure_image(ct.client(), print)
@@ -113,6 +120,11 @@ def main() -> int:
     print(f"| ratio fresh / baseline | {med(fresh) / med(base):.2f} |")
     if args.vm:
         print(f"| bkprov provision --target vm, fresh VM to verified build | {vm_fresh(version):.1f} |")
+    if args.matrix:
+        versions = args.matrix.split(",")
+        for jobs in (1, 2):
+            seconds = matrix(versions, jobs, f"/tmp/bkprov-bench-matrix-{jobs}")
+            print(f"| bkprov matrix {' '.join(versions)} --jobs {jobs} | {seconds:.1f} |")
     return 0
 
 

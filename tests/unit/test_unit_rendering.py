@@ -279,9 +279,24 @@ def test_buildkitd_toml_several_registries_sorted(buildkit_render):
 
 def test_verify_script_v0_4_0_overrides_the_copy_image(verify_render):
     script = verify_render("v0.4.0")
-    assert "--opt override-copy-image=127.0.0.1:5000/bkprov/copy:1" in script
+    assert "copy_image=127.0.0.1:5000/bkprov/copy:1" in script
+    assert '--opt override-copy-image="$copy_image"' in script
     assert "--frontend dockerfile.v0" in script
     assert "timeout 300 /usr/local/bin/buildctl --addr unix:///run/buildkit/buildkitd.sock build" in script
+    assert "helper_registry" not in script and "BKPROV_HELPER_REGISTRY" not in script
+
+
+def test_verify_script_v0_4_0_serves_its_own_copy_helper_without_a_registry(verify_render, tmp_path):
+    # The role's files/ are found the way a role run finds them.
+    script = verify_render("v0.4.0", verify_registry="", ansible_search_path=[str(VERIFY)])
+    assert "<<'BKPROV_HELPER_REGISTRY'" in script and "<<'BKPROV_COPY_HELPER'" in script
+    assert (VERIFY / "files" / "helper_registry.py").read_text() in script
+    assert '--busybox /bin/busybox --ready "$helper/ready"' in script
+    assert 'copy_image=$(cat "$helper/ready")' in script
+    assert '--opt override-copy-image="$copy_image"' in script
+    path = tmp_path / "verify.sh"
+    path.write_text(script)
+    assert subprocess.run(["sh", "-n", str(path)], check=False).returncode == 0
 
 
 def test_verify_script_v0_10_6_needs_no_helper_image(verify_render):
