@@ -70,9 +70,9 @@ def baseline(version: str, image: str) -> float:
 
     def steps() -> None:
         ct.create(cli, name, image, version, lambda _m: None)
-        subprocess.run(["docker", "cp", str(tarball), f"{name}:/tmp/bk.tar.gz"], check=True)
+        subprocess.run(["docker", "cp", str(tarball), f"{name}:/root/bk.tar.gz"], check=True)
         script = (
-            f"tar -C /usr/local -xzf /tmp/bk.tar.gz && mkdir -p /run/buildkit && cat > /etc/systemd/system/"
+            f"tar -C /usr/local -xzf /root/bk.tar.gz && mkdir -p /run/buildkit && cat > /etc/systemd/system/"
             f"buildkit.service <<'EOF'\n{UNIT}EOF\nsystemctl daemon-reload && systemctl start buildkit && "
             f"for i in $(seq 100); do buildctl debug workers >/dev/null 2>&1 && break; sleep 0.2; done && {BUILD}"
         )
