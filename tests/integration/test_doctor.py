@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from bkprov.targets import container as ct
-from tests.support.helpers import ansible_playbook, bkprov, docker_inventory, require_real, sh
+from tests.support.helpers import ansible_playbook, bkprov, docker_inventory, provision_refused_early, require_real, sh
 
 pytestmark = pytest.mark.docker
 
@@ -112,15 +112,7 @@ def test_missing_capabilities_are_named_and_refused(tmp_path, plain_container):
     assert "CAP_SYS_ADMIN" in findings["capabilities"]["summary"]
     assert findings["capabilities"]["evidence"].startswith("CapEff:")
 
-    refused = ansible_playbook(
-        "provision.yml",
-        docker_inventory(tmp_path, name),
-        "-e",
-        "buildkit_version=v0.10.6",
-        "--skip-tags",
-        "runc",
-        env={"BKPROV_CACHE": str(tmp_path / "cache")},
-    )
+    refused = provision_refused_early(tmp_path, name)
     assert refused.returncode != 0
     assert "cannot run BuildKit v0.10.6" in refused.stdout and "CAP_SYS_ADMIN" in refused.stdout
 

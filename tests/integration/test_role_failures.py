@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from bkprov import catalog
-from tests.support.helpers import ansible_playbook, docker_inventory, sh
+from tests.support.helpers import ansible_playbook, docker_inventory, provision_refused_early, sh
 
 pytestmark = pytest.mark.docker
 
@@ -58,15 +58,7 @@ def test_no_systemd_is_refused_with_the_cause(tmp_path, docker_client, base_imag
     name = "bkprov-test-nosystemd"
     container = docker_client.containers.run(base_image, ["sleep", "300"], name=name, detach=True, network_mode="none")
     try:
-        result = ansible_playbook(
-            "provision.yml",
-            docker_inventory(tmp_path, name),
-            "-e",
-            "buildkit_version=v0.10.6",
-            "--skip-tags",
-            "runc",
-            env={"BKPROV_CACHE": str(tmp_path / "cache")},
-        )
+        result = provision_refused_early(tmp_path, name)
     finally:
         container.remove(force=True)
     assert result.returncode != 0
@@ -76,15 +68,12 @@ def test_no_systemd_is_refused_with_the_cause(tmp_path, docker_client, base_imag
 
 def test_unknown_flags_and_registry_keys_are_refused(tmp_path, make_target):
     name = make_target()
-    result = ansible_playbook(
-        "provision.yml",
-        docker_inventory(tmp_path, name),
-        "--skip-tags",
-        "runc",
-        "-e",
+    result = provision_refused_early(
+        tmp_path,
+        name,
+        "-e",  # a later -e wins: v0.4.0
         '{"buildkit_version": "v0.4.0", "buildkit_extra_flags": ["--trace=x"],'
         ' "buildkit_registries": {"r:5000": {"insecure": true}}}',
-        env={"BKPROV_CACHE": str(tmp_path / "cache")},
     )
     assert result.returncode != 0
     assert "does not know" in result.stdout

@@ -67,3 +67,17 @@ def docker_inventory(tmp_path: Path, name: str) -> Path:
         "      ansible_python_interpreter: /usr/bin/python3\n      ansible_become: false\n"
     )
     return path
+
+
+def provision_refused_early(tmp_path: Path, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """provision.yml on a host with an empty artifact cache: what preflight says before any download."""
+    return ansible_playbook(
+        "provision.yml",
+        docker_inventory(tmp_path, name),
+        "-e",
+        "buildkit_version=v0.10.6",
+        "--skip-tags",
+        "runc",
+        *extra,
+        env={"BKPROV_CACHE": str(tmp_path / "cache")},
+    )
