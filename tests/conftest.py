@@ -18,6 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.support
+# ansible_collections.bkprov.buildkit, as plugins loaded by file path import their module_utils
+sys.path.insert(0, str(ROOT / "playbooks" / "collections"))
 
 from bkprov.paths import cache_dir  # noqa: E402
 

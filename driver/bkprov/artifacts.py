@@ -7,27 +7,17 @@ this module loads that file and adds what only the CLI needs.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from dataclasses import dataclass
-from functools import cache
 from types import ModuleType
 
 from bkprov import catalog
 from bkprov.errors import BkprovError
-from bkprov.paths import cache_dir, collection_dir
+from bkprov.paths import cache_dir, collection_module
 
 
-@cache
 def core() -> ModuleType:
-    path = collection_dir() / "plugins" / "module_utils" / "artifacts.py"
-    spec = importlib.util.spec_from_file_location("bkprov_collection_artifacts", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while executing
-    spec.loader.exec_module(module)
-    return module
+    return collection_module("artifacts")
 
 
 @dataclass

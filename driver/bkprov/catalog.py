@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -11,7 +10,7 @@ from typing import Any
 import yaml
 
 from bkprov.errors import BkprovError
-from bkprov.paths import catalog_file
+from bkprov.paths import catalog_file, collection_module
 
 # Fields every version entry must have (the schema check in tests uses this).
 VERSION_FIELDS = {
@@ -127,31 +126,20 @@ def versions() -> list[str]:
     return list(load_raw()["versions"])
 
 
-def nearest(version: str) -> list[str]:
-    known = versions()
-    return difflib.get_close_matches(version, known, n=3, cutoff=0.5) or known[-3:]
-
-
 def get(version: str) -> Release:
-    raw = load_raw()
-    if version not in raw["versions"]:
-        if not version.startswith("v") and f"v{version}" in raw["versions"]:
-            version = f"v{version}"
-        else:
-            raise BkprovError(
-                f"unknown BuildKit version {version!r}. Nearest known: {', '.join(nearest(version))}. "
-                "`bkprov versions` lists all.",
-                exit_code=EXIT_UNKNOWN,
-            )
-    entry = raw["versions"][version]
-    runc = raw["runc_releases"][entry["runc_release"]]
+    core = collection_module("catalog")  # the same resolution the roles' lookup does
+    try:
+        entry = core.resolve(load_raw(), version)
+    except core.UnknownVersion as exc:
+        raise BkprovError(f"{exc} `bkprov versions` lists all.", exit_code=EXIT_UNKNOWN) from exc
+    runc = entry["runc"]
     return Release(
-        version=version,
+        version=entry["version"],
         released=entry["released"],
         tarball=entry["tarball"],
         url=entry["url"],
         sha256=entry["sha256"],
-        binaries=tuple(raw["contents"][entry["contents"]]),
+        binaries=tuple(entry["binaries"]),
         runc_pin=entry["runc_pin"]["describe"],
         runc_release=entry["runc_release"],
         runc_url=runc["url"],

@@ -262,11 +262,7 @@ def make_target(kind: str, name: str, version: str, args: argparse.Namespace) ->
     from bkprov.targets import container as ct
 
     cli = ct.client()
-    existing_container = ct.get(cli, name)
-    if existing_container is not None and not ct.ours(existing_container):
-        raise BkprovError(
-            f"a container named {name} exists and is not a bkprov target; pick another --name", exit_code=2
-        )
+    existing_container = ct.existing_target(cli, name)
     if existing_container is None:
         image = args.image or images.ensure_image(cli, log)
         log(f"creating container {name} from {image}")
@@ -294,12 +290,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     elif args.target == "container":
         from bkprov.targets import container as ct
 
-        wanted = args.name or ct.default_name(release.version)
-        clash = ct.get(ct.client(), wanted)
-        if clash is not None and not ct.ours(clash):
-            raise BkprovError(
-                f"a container named {wanted} exists and is not a bkprov target; pick another --name", exit_code=2
-            )
+        ct.existing_target(ct.client(), args.name or ct.default_name(release.version))  # refuse before fetching
     seconds: dict[str, float] = {}
     started = time.monotonic()
     prefetch(release.version)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -53,3 +57,15 @@ def collections_path() -> Path:
         tmp.symlink_to(target)
         tmp.replace(link)
     return root
+
+
+@cache
+def collection_module(name: str) -> ModuleType:
+    """plugins/module_utils/<name>.py of the shipped collection: logic roles and driver share."""
+    path = collection_dir() / "plugins" / "module_utils" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bkprov_collection_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while executing
+    spec.loader.exec_module(module)
+    return module

@@ -78,9 +78,12 @@ class Registry:
         reference = f"{self.address}/{COPY_IMAGE}"
         repository, tag = reference.rsplit(":", 1)
         client.api.import_image_from_file(str(rootfs), repository=repository, tag=tag, changes=['CMD ["/bin/sh"]'])
-        for line in client.images.push(repository, tag=tag, stream=True, decode=True):
-            if "error" in line:
-                raise RuntimeError(f"pushing {reference} failed: {line['error']}")
+        try:
+            for line in client.images.push(repository, tag=tag, stream=True, decode=True):
+                if "error" in line:
+                    raise RuntimeError(f"pushing {reference} failed: {line['error']}")
+        finally:
+            client.images.remove(reference, force=True)  # the registry has it; keep the engine clean
         return reference
 
 

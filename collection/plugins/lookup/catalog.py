@@ -36,53 +36,15 @@ _raw:
   elements: dict
 """
 
-import difflib
-from pathlib import Path
-
-import yaml
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
-
-CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "versions.yml"
-
-
-def nearest(wanted: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.5)
-    return ", ".join(close or known[-3:])
-
-
-def resolve(catalog: dict, version: str) -> dict:
-    versions = catalog["versions"]
-    if version not in versions:
-        raise AnsibleError(
-            f"BuildKit {version!r} is not in the bkprov catalog ({CATALOG}). "
-            f"Nearest known: {nearest(version, list(versions))}. "
-            "Add it to the catalog or pick a listed version."
-        )
-    entry = dict(versions[version], version=version)
-    eras = list(catalog["flag_eras"])
-    flags: list[str] = []
-    registry_keys: list[str] = []
-    for era in eras[: eras.index(entry["flags_era"]) + 1]:
-        flags += catalog["flag_eras"][era]["flags"]
-        registry_keys = catalog["flag_eras"][era].get("registry_keys", registry_keys)
-    entry["binaries"] = catalog["contents"][entry["contents"]]
-    entry["flags"] = flags
-    entry["registry_keys"] = registry_keys
-    entry["defect_details"] = [dict(catalog["defects"][d], id=d) for d in entry["defects"]]
-    entry["runc"] = resolve_runc(catalog, entry["runc_release"])
-    return entry
-
-
-def resolve_runc(catalog: dict, version: str) -> dict:
-    releases = catalog["runc_releases"]
-    if version not in releases:
-        raise AnsibleError(
-            f"runc {version!r} is not in the bkprov catalog. Nearest known: {nearest(version, list(releases))}."
-        )
-    entry = dict(releases[version], version=version)
-    entry["defect_details"] = [dict(catalog["runc_defects"][d], id=d) for d in entry["defects"]]
-    return entry
+from ansible_collections.bkprov.buildkit.plugins.module_utils.catalog import (
+    CATALOG,
+    UnknownVersion,
+    load,
+    resolve,
+    resolve_runc,
+)
 
 
 class LookupModule(LookupBase):
@@ -90,8 +52,7 @@ class LookupModule(LookupBase):
         unknown = kwargs.get("unknown", "fail")
         if unknown not in ("fail", "empty"):
             raise AnsibleError(f"unknown={unknown!r}: use fail or empty")
-        with CATALOG.open(encoding="utf-8") as handle:
-            catalog = yaml.safe_load(handle)
+        catalog = load()
         results = []
         for term in terms:
             term = str(term).strip()
@@ -100,8 +61,10 @@ class LookupModule(LookupBase):
                     results.append(resolve_runc(catalog, term.split(":", 1)[1]))
                 else:
                     results.append(resolve(catalog, term))
-            except AnsibleError:
-                if unknown != "empty":
-                    raise
-                results.append({})
+                continue
+            except UnknownVersion as exc:
+                problem = str(exc)
+            if unknown != "empty":  # raised outside the except: Ansible would print the cause twice
+                raise AnsibleError(f"{problem} The catalog is {CATALOG}; add the version there or pick a listed one.")
+            results.append({})
         return results

@@ -102,7 +102,7 @@ import re
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.bkprov.buildkit.plugins.module_utils.diagnosis import diagnose, mounts
+from ansible_collections.bkprov.buildkit.plugins.module_utils.diagnosis import cgroup_layout, diagnose, mount_of, mounts
 
 
 def read(path):
@@ -113,16 +113,12 @@ def read(path):
         return ""
 
 
-def fstype_of(path, table):
+def existing(path):
+    """The path itself, or its nearest existing parent, with symlinks resolved (before install
+    /var/lib/buildkit may not exist yet; the filesystem it will land on is what matters)."""
     while not os.path.exists(path) and path != "/":
         path = os.path.dirname(path)
-    path = os.path.realpath(path)
-    best, fstype = "", ""
-    for point, kind, _line in table:
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, fstype = point, kind
-    return fstype
+    return os.path.realpath(path)
 
 
 def configured_snapshotter(config_file, unit_file):
@@ -166,7 +162,7 @@ def main():
         "proc1_status": read("/proc/1/status"),
         "apparmor": read("/proc/1/attr/current").rstrip("\x00\n"),
         "mountinfo": mountinfo,
-        "buildkit_root": p["buildkit_root"],
+        "buildkit_root": existing(p["buildkit_root"]),
         "snapshotter": p["snapshotter"]
         or configured_snapshotter(p["config_file"], os.path.join(p["unit_dir"], "buildkit.service")),
     }
@@ -184,13 +180,12 @@ def main():
     if os.path.islink(link):
         # <root>/<version>/bin/buildkitd
         installed = os.path.basename(os.path.dirname(os.path.dirname(os.readlink(link))))
-    cgroup = next((f["summary"].split()[1] for f in findings if f["check"] == "cgroups"), "unknown")
     module.exit_json(
         changed=False,
         pid1=pid1,
         systemd=os.path.isdir("/run/systemd/system") and pid1 == "systemd",
-        cgroup=cgroup,
-        root_fstype=fstype_of(p["buildkit_root"], table),
+        cgroup=cgroup_layout(table)[0],
+        root_fstype=mount_of(evidence["buildkit_root"], table)[1],
         findings=findings,
         problems=[f for f in findings if f["status"] == "problem"],
         installed_version=installed,

@@ -108,6 +108,16 @@ def get(cli: docker.DockerClient, name: str) -> Container | None:
         return None
 
 
+def existing_target(cli: docker.DockerClient, name: str) -> Container | None:
+    """bkprov's container called ``name``, or None; refuses a name that something else uses."""
+    container = get(cli, name)
+    if container is not None and not ours(container):
+        raise BkprovError(
+            f"a container named {name} exists and is not a bkprov target; pick another --name", exit_code=2
+        )
+    return container
+
+
 def describe(container: Container) -> ContainerTarget:
     labels = container.labels
     return ContainerTarget(container.name, labels.get(VERSION_LABEL, ""), container.status, labels.get(CAPS_LABEL, ""))
