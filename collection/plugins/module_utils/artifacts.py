@@ -31,6 +31,11 @@ CHUNK = 1 << 20
 Progress = Callable[[int, Optional[int]], None]
 
 
+def default_cache_dir() -> str:
+    """The controller cache: $BKPROV_CACHE, else ~/.cache/bkprov (the one place this default lives)."""
+    return os.path.expanduser(os.environ.get("BKPROV_CACHE") or "~/.cache/bkprov")
+
+
 class ArtifactError(Exception):
     """A failure the user can act on; the message says what and how."""
 
