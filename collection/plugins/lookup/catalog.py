@@ -9,12 +9,17 @@ name: catalog
 short_description: Read one BuildKit or runc release from the bkprov version catalog
 description:
   - Returns the catalog entry of a BuildKit version with derived fields
-    (C(version), C(binaries), C(flags), C(registry_keys), C(defect_details), C(runc)).
+    (C(version), C(binaries), C(flags), C(registry_keys), C(defect_details), C(host_requirements), C(runc)).
+  - A term may also be C(latest) (the newest release, no release candidate) or a minor such as C(v0.12)
+    (the newest patch of that minor); the entry's C(version) says which release it resolved to.
   - With a term C(runc:<tag>) it returns that runc release instead.
+  - The catalog is the collection's C(catalog/versions.yml) plus the user's overlay
+    C(<cache>/catalog/overlay.yml) (written by C(bkprov versions --refresh)). It is validated once per
+    process; a broken catalog fails with every problem listed.
   - An unknown version fails and names the nearest known versions.
 options:
   _terms:
-    description: A BuildKit tag such as C(v0.10.6), or C(runc:v1.0.2).
+    description: A BuildKit tag such as C(v0.10.6), C(latest), a minor such as C(v0.12), or C(runc:v1.0.2).
     required: true
   unknown:
     description: What an unknown version gives, C(fail) or C(empty) (an empty dict).
@@ -39,11 +44,13 @@ _raw:
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 from ansible_collections.bkprov.buildkit.plugins.module_utils.catalog import (
-    CATALOG,
+    CatalogError,
     UnknownVersion,
-    load,
+    load_checked,
     resolve,
+    resolve_alias,
     resolve_runc,
+    source_text,
 )
 
 
@@ -52,7 +59,10 @@ class LookupModule(LookupBase):
         unknown = kwargs.get("unknown", "fail")
         if unknown not in ("fail", "empty"):
             raise AnsibleError(f"unknown={unknown!r}: use fail or empty")
-        catalog = load()
+        try:
+            catalog = load_checked()  # validated once per loaded file (cached per mtime)
+        except CatalogError as exc:
+            raise AnsibleError(str(exc)) from None
         results = []
         for term in terms:
             term = str(term).strip()
@@ -60,11 +70,14 @@ class LookupModule(LookupBase):
                 if term.startswith("runc:"):
                     results.append(resolve_runc(catalog, term.split(":", 1)[1]))
                 else:
-                    results.append(resolve(catalog, term))
+                    results.append(resolve(catalog, resolve_alias(catalog, term)))
                 continue
             except UnknownVersion as exc:
                 problem = str(exc)
             if unknown != "empty":  # raised outside the except: Ansible would print the cause twice
-                raise AnsibleError(f"{problem} The catalog is {CATALOG}; add the version there or pick a listed one.")
+                raise AnsibleError(
+                    f"{problem} The catalog is {source_text(catalog)}; pick a listed version, or run `bkprov versions --refresh` "
+                    "to add releases published since."
+                )
             results.append({})
         return results
