@@ -136,6 +136,11 @@ SIGN_LINES = {
     "masked-path-tmpfs": J + "runc run failed: unable to start container process: error during container init: can't"
     ' mask dir "/proc/acpi": mount src=tmpfs, dst=/proc/acpi, flags=MS_RDONLY, data=nr_blocks=1,nr_inodes=1:'
     " invalid argument",
+    "runtime-no-seccomp": J + 'level=error msg="/moby.buildkit.v1.Control/Solve returned error: rpc error: code ='
+    " Unknown desc = runc run failed: unable to start container process: unable to init seccomp: seccomp: config"
+    ' provided but seccomp not supported"',
+    "git-missing": 'Oct 12 09:14:02 bk1 buildkitd[311]: buildkitd: failed to find git binary: exec: "git": executable'
+    " file not found in $PATH",
 }
 # BuildKit's own log format (logrus quotes the message and escapes its quotes) for the same causes.
 LOGRUS_LINES = {
@@ -179,6 +184,9 @@ def host(**changes) -> dict:
     evidence.update(changes)
     return {key: value for key, value in evidence.items() if value is not None}
 
+
+# The runc release (catalog key) the runtime of a scenario reports, where the catalog knows defects of it.
+RUNTIME_RELEASES = {"runc-rc7": "v1.0.0-rc7", "plain-docker-run": "v1.0.0-rc7", "healthy-v0.12.5-runc-1.0.2": "v1.0.2"}
 
 # Every scenario the tests diagnose: name -> (evidence, installed version or None).
 SCENARIOS: dict[str, tuple[dict, str | None]] = {
@@ -227,11 +235,14 @@ SCENARIOS: dict[str, tuple[dict, str | None]] = {
 
 @pytest.fixture
 def diagnosed(release_of):
-    """Diagnose a scenario by name, with the catalog's entry of its version as the release."""
+    """Diagnose a scenario by name, with the catalog's entries of its version and its runc as the releases."""
 
     def run(name: str) -> list:
         evidence, version = SCENARIOS[name]
-        return diagnosis.diagnose(evidence, release_of(version) if version else None)
+        runc = RUNTIME_RELEASES.get(name)
+        return diagnosis.diagnose(
+            evidence, release_of(version) if version else None, release_of(f"runc:{runc}") if runc else None
+        )
 
     return run
 
@@ -480,16 +491,25 @@ def test_no_runtime_version_no_runtime_finding(diagnosed):
     assert "runtime" not in statuses(diagnosed("healthy"))
 
 
-@pytest.mark.parametrize("version", ["runc version 1.0.0-rc8\nspec: 1.0.1-dev", "runc version 1.0.0-rc70"])
-def test_runtime_rc7_is_matched_exactly(version):
-    assert only(diagnosis.diagnose(host(runtime_version=version)), "runtime").status == OK
+@pytest.mark.parametrize("runc", ["v1.0.0-rc8", "v1.0.0-rc6"])
+def test_runtime_defects_come_from_the_runc_catalog_entry(release_of, runc):
+    evidence = host(runtime_version=f"runc version {runc[1:]}\nspec: 1.0.1-dev")
+    assert only(diagnosis.diagnose(evidence, None, release_of(f"runc:{runc}")), "runtime").status == OK
+
+
+def test_runtime_rc7_texts_are_the_catalogs(release_of):
+    rc7 = release_of("runc:v1.0.0-rc7")
+    finding = only(diagnosis.diagnose(host(runtime_version=RUNC_RC7), None, rc7), "runtime")
+    (detail,) = rc7["defect_details"]
+    assert (finding.cause, finding.fix) == (detail["summary"], detail["fix"])
+    assert finding.summary == "builds run on runc 1.0.0-rc7 (catalog defect keycreate)"
 
 
 # --- the journal --------------------------------------------------------------------------------------------------
 
 
 def test_sign_lines_cover_every_journal_sign():
-    assert set(SIGN_LINES) == {check for check, *_ in diagnosis.JOURNAL_SIGNS}
+    assert set(SIGN_LINES) == {check for check, *_ in diagnosis.SIGNS}
 
 
 @pytest.mark.parametrize("check", list(SIGN_LINES))
@@ -538,7 +558,7 @@ def test_unrelated_journal_has_no_journal_findings(diagnosed, scenario):
 
 def test_all_journal_signs_at_once(diagnosed):
     checks = [f.check for f in diagnosed("plain-docker-run") if f.check.startswith("journal:")]
-    assert checks == [f"journal:{check}" for check, *_ in diagnosis.JOURNAL_SIGNS]
+    assert checks == [f"journal:{check}" for check, *_ in diagnosis.SIGNS]
 
 
 # --- every non-ok finding explains itself -------------------------------------------------------------------------
