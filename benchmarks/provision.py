@@ -18,9 +18,10 @@ import sys
 import time
 import uuid
 
-from bkprov import artifacts, catalog, images
+from bkprov import artifacts, catalog
 from bkprov.paths import cache_dir
 from bkprov.targets import container as ct
+from bkprov.targets import container_image as images
 
 UNIT = """[Unit]
 Description=BuildKit (baseline)

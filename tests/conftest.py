@@ -46,9 +46,9 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
-    from bkprov import images
+    from bkprov.targets import container_image
 
-    return images.ensure_image(docker_client, lambda m: print(f"[base image] {m}"))
+    return container_image.ensure_image(docker_client, lambda m: print(f"[base image] {m}"))
 
 
 @pytest.fixture

@@ -2,25 +2,23 @@
 
 The logic (fetch, verify, lock file) lives once, in the collection's
 plugins/module_utils/artifacts.py, which the roles' artifact action also uses;
-this module loads that file and adds what only the CLI needs.
+this module adds what only the CLI needs: which files a release needs, and errors
+turned into messages with exit codes.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from types import ModuleType
+
+from ansible_collections.bkprov.buildkit.plugins.module_utils import artifacts as core
 
 from bkprov import catalog
 from bkprov.errors import BkprovError
-from bkprov.paths import cache_dir, collection_module
+from bkprov.paths import cache_dir
 
 
-def core() -> ModuleType:
-    return collection_module("artifacts")
-
-
-@dataclass
+@dataclass(frozen=True)
 class Needed:
     kind: str  # buildkit | runc
     version: str
@@ -29,7 +27,7 @@ class Needed:
 
     @property
     def relpath(self) -> str:
-        return core().relpath_for(self.url)
+        return core.relpath_for(self.url)
 
     @property
     def cached(self) -> bool:
@@ -45,30 +43,22 @@ def needed(version: str, with_runc: bool = True) -> list[Needed]:
 
 
 def url_for(kind: str, version: str) -> str:
-    if kind == "buildkit":
-        return catalog.get(version).url
-    runc = catalog.load_raw()["runc_releases"].get(version)
-    if runc is None:
-        known = ", ".join(catalog.load_raw()["runc_releases"])
-        raise BkprovError(f"unknown runc version {version!r}; known: {known}", exit_code=2)
-    return runc["url"]
+    return catalog.get(version).url if kind == "buildkit" else catalog.runc_url(version)
 
 
-def import_file(kind: str, version: str, path: str) -> object:
+def import_file(kind: str, version: str, path: str) -> core.Artifact:
     try:
-        return core().import_file(url_for(kind, version), str(cache_dir()), path)
-    except core().ArtifactError as exc:
+        return core.import_file(url_for(kind, version), str(cache_dir()), path)
+    except core.ArtifactError as exc:
         raise BkprovError(str(exc)) from exc
 
 
-def fetch(item: Needed, progress=None) -> object:  # noqa: ANN001 - callback from rich
+def fetch(item: Needed, progress: core.Progress | None = None) -> core.Artifact:
     try:
-        return core().ensure(
-            item.url, str(cache_dir()), os.environ.get("BKPROV_MIRROR", ""), item.sha256 or "", progress
-        )
-    except core().ArtifactError as exc:
+        return core.ensure(item.url, str(cache_dir()), os.environ.get("BKPROV_MIRROR", ""), item.sha256 or "", progress)
+    except core.ArtifactError as exc:
         raise BkprovError(str(exc)) from exc
 
 
 def lock_entries() -> dict[str, dict[str, str]]:
-    return core().read_lock(str(cache_dir()))
+    return core.read_lock(str(cache_dir()))

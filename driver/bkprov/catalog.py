@@ -1,36 +1,23 @@
-"""The version catalog (collection/catalog/versions.yml), typed for the driver."""
+"""The version catalog (collection/catalog/versions.yml), typed for the driver.
+
+Reading and resolving is the collection's (module_utils/catalog.py, which the roles' lookup
+uses too); this module turns entries into ``Release`` values and errors into exit codes.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-import yaml
+from ansible_collections.bkprov.buildkit.plugins.module_utils import catalog as shared
 
-from bkprov.errors import BkprovError
-from bkprov.paths import catalog_file, collection_module
+from bkprov.errors import EXIT_USAGE, BkprovError
+from bkprov.paths import catalog_file
 
-# Fields every version entry must have (the schema check in tests uses this).
-VERSION_FIELDS = {
-    "released": str,
-    "tarball": str,
-    "url": str,
-    "sha256": (str, type(None)),
-    "contents": str,
-    "provenance": bool,
-    "runc_pin": dict,
-    "runc_release": str,
-    "socket_activation": bool,
-    "notify": bool,
-    "dockerfile_copy": dict,
-    "flags_era": str,
-    "cgroup_v2": bool,
-    "defects": list,
-}
-RUNC_FIELDS = {"url": str, "sha256": (str, type(None)), "defects": list}
-EXIT_UNKNOWN = 2
+# The schema and its check live with the catalog, in the collection (the lookup plugin uses them too).
+VERSION_FIELDS = shared.VERSION_FIELDS
+RUNC_FIELDS = shared.RUNC_FIELDS
+validate = shared.validate
 
 
 @dataclass(frozen=True)
@@ -52,6 +39,7 @@ class Release:
     flags_era: str
     cgroup_v2: bool
     defects: tuple[str, ...]
+    prerelease: bool = False  # a release candidate (-rcN)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,57 +57,16 @@ class Release:
             "flags_era": self.flags_era,
             "cgroup_v2": self.cgroup_v2,
             "defects": list(self.defects),
+            "prerelease": self.prerelease,
         }
 
 
-def validate(raw: dict[str, Any]) -> list[str]:
-    """Every problem in a catalog document; empty when it is sound."""
-    problems: list[str] = []
-    for section in ("contents", "flag_eras", "defects", "runc_releases", "runc_defects", "versions"):
-        if not isinstance(raw.get(section), dict):
-            problems.append(f"section {section!r} missing")
-    if problems:
-        return problems
-    for version, entry in raw["versions"].items():
-        shape = [f"{version}: missing {field}" for field in VERSION_FIELDS if field not in entry]
-        shape += [
-            f"{version}: {field} has the wrong type"
-            for field, kind in VERSION_FIELDS.items()
-            if field in entry and not isinstance(entry[field], kind)
-        ]
-        if shape:
-            problems += shape
-            continue
-        if entry["contents"] not in raw["contents"]:
-            problems.append(f"{version}: unknown contents {entry['contents']}")
-        if entry["flags_era"] not in raw["flag_eras"]:
-            problems.append(f"{version}: unknown flags_era {entry['flags_era']}")
-        if entry["runc_release"] not in raw["runc_releases"]:
-            problems.append(f"{version}: runc_release {entry['runc_release']} not in runc_releases")
-        problems += [f"{version}: unknown defect {d}" for d in entry["defects"] if d not in raw["defects"]]
-        if entry["dockerfile_copy"].get("mode") not in ("helper-image", "fileop"):
-            problems.append(f"{version}: dockerfile_copy.mode must be helper-image or fileop")
-        if entry["dockerfile_copy"].get("mode") == "helper-image" and not entry["dockerfile_copy"].get("image"):
-            problems.append(f"{version}: helper-image COPY needs dockerfile_copy.image")
-        if not entry["url"].endswith("/" + entry["tarball"]) or f"/download/{version}/" not in entry["url"]:
-            problems.append(f"{version}: url does not match tarball and tag")
-        if entry["sha256"] is not None and not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
-            problems.append(f"{version}: sha256 is not 64 hex digits")
-        if "describe" not in entry["runc_pin"]:
-            problems.append(f"{version}: runc_pin needs describe")
-    for version, entry in raw["runc_releases"].items():
-        problems += [f"runc {version}: missing {f}" for f in RUNC_FIELDS if f not in entry]
-    return problems
-
-
-@cache
 def load_raw() -> dict[str, Any]:
-    with catalog_file().open(encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
-    problems = validate(raw)
-    if problems:
-        raise BkprovError(f"the catalog {catalog_file()} is broken: " + "; ".join(problems))
-    return raw
+    """The expanded, validated catalog with the user's overlay (<cache>/catalog/overlay.yml) merged in."""
+    try:
+        return shared.load_checked(catalog_file())
+    except shared.CatalogError as exc:
+        raise BkprovError(str(exc), exit_code=EXIT_USAGE) from exc
 
 
 def versions() -> list[str]:
@@ -127,11 +74,10 @@ def versions() -> list[str]:
 
 
 def get(version: str) -> Release:
-    core = collection_module("catalog")  # the same resolution the roles' lookup does
     try:
-        entry = core.resolve(load_raw(), version)
-    except core.UnknownVersion as exc:
-        raise BkprovError(f"{exc} `bkprov versions` lists all.", exit_code=EXIT_UNKNOWN) from exc
+        entry = shared.resolve(load_raw(), version)  # the same resolution the roles' lookup does
+    except shared.UnknownVersion as exc:
+        raise BkprovError(f"{exc} `bkprov versions` lists all.", exit_code=EXIT_USAGE) from exc
     runc = entry["runc"]
     return Release(
         version=entry["version"],
@@ -151,8 +97,18 @@ def get(version: str) -> Release:
         flags_era=entry["flags_era"],
         cgroup_v2=entry["cgroup_v2"],
         defects=tuple(entry["defects"]),
+        prerelease=bool(entry.get("prerelease")),
     )
 
 
 def all_releases() -> list[Release]:
     return [get(v) for v in versions()]
+
+
+def runc_url(version: str) -> str:
+    """The download URL of a runc release the catalog knows."""
+    try:
+        return str(shared.resolve_runc(load_raw(), version)["url"])
+    except shared.UnknownVersion as exc:
+        known = ", ".join(load_raw()["runc_releases"])
+        raise BkprovError(f"{exc} Known runc releases: {known}.", exit_code=EXIT_USAGE) from exc

@@ -1,71 +1,74 @@
-"""Where things live: the shipped collection and playbooks, and the user's cache."""
+"""Where things live: the shipped playbooks and collection, and the user's cache.
+
+One layout in the checkout and in the wheel: ``playbooks/`` holds the playbooks and
+``playbooks/collections/``, a collections root where ``ansible_collections/bkprov/buildkit``
+is the collection (a symlink to ``collection/`` in the checkout, the files themselves in the
+wheel, under ``bkprov/_data/``). Ansible and Python find the collection there by its name.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import sys
-from functools import cache
 from pathlib import Path
-from types import ModuleType
+
+from bkprov.errors import EXIT_USAGE, BkprovError
 
 PACKAGE = Path(__file__).resolve().parent
-
-
-def data_root() -> Path:
-    """The directory holding collection/ and playbooks/: inside the wheel, or the source checkout."""
-    for root in (PACKAGE / "_data", PACKAGE.parents[1]):
-        if (root / "collection" / "galaxy.yml").is_file() and (root / "playbooks").is_dir():
-            return root
-    raise RuntimeError(f"bkprov's collection/ and playbooks/ are missing next to {PACKAGE}; reinstall bkprov")
-
-
-def collection_dir() -> Path:
-    return data_root() / "collection"
+COLLECTION = Path("ansible_collections", "bkprov", "buildkit")
 
 
 def playbooks_dir() -> Path:
-    return data_root() / "playbooks"
+    """The playbooks: inside the wheel (bkprov/_data), else in the source checkout."""
+    for candidate in (PACKAGE / "_data" / "playbooks", PACKAGE.parents[1] / "playbooks"):
+        if (candidate / "collections" / COLLECTION / "galaxy.yml").is_file():
+            return candidate
+    raise BkprovError(f"bkprov's playbooks and collection are missing next to {PACKAGE}; reinstall bkprov")
+
+
+def collections_root() -> Path:
+    """The collections root that holds bkprov.buildkit (for ANSIBLE_COLLECTIONS_PATH and sys.path)."""
+    return playbooks_dir() / "collections"
+
+
+def collection_dir() -> Path:
+    return collections_root() / COLLECTION
 
 
 def catalog_file() -> Path:
     return collection_dir() / "catalog" / "versions.yml"
 
 
+def expose_collection() -> None:
+    """Make ``ansible_collections.bkprov.buildkit`` importable (``ansible_collections`` is a namespace package).
+
+    Called once when the bkprov package is imported. When the data is missing, the import of
+    the collection's module_utils fails later and the CLI says to reinstall.
+    """
+    try:
+        root = str(collections_root())
+    except BkprovError:
+        return
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
 def cache_dir() -> Path:
     """The artifact cache (release layout); the roles use the same default."""
-    configured = os.environ.get("BKPROV_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "bkprov"
+    # Imported here: module_utils is importable only once bkprov/__init__ has exposed the collection.
+    from ansible_collections.bkprov.buildkit.plugins.module_utils.artifacts import default_cache_dir
+
+    return Path(default_cache_dir())
 
 
 def state_dir() -> Path:
-    """bkprov's own files (runner data, collections link, VM disks), kept out of the user's cwd."""
+    """bkprov's own files (runner data, VM disks, locks), kept out of the user's cwd."""
     path = cache_dir() / ".bkprov"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BkprovError(
+            f"cannot write bkprov's cache {cache_dir()} ({exc.strerror}); "
+            "make it writable or point BKPROV_CACHE at a writable directory",
+            exit_code=EXIT_USAGE,
+        ) from exc
     return path
-
-
-def collections_path() -> Path:
-    """A collections root where bkprov.buildkit resolves to the shipped collection."""
-    root = state_dir() / "collections"
-    link = root / "ansible_collections" / "bkprov" / "buildkit"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    target = collection_dir()
-    if not link.is_symlink() or Path(os.readlink(link)) != target:
-        tmp = link.with_name(".buildkit.new")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(target)
-        tmp.replace(link)
-    return root
-
-
-@cache
-def collection_module(name: str) -> ModuleType:
-    """plugins/module_utils/<name>.py of the shipped collection: logic roles and driver share."""
-    path = collection_dir() / "plugins" / "module_utils" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bkprov_collection_{name}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while executing
-    spec.loader.exec_module(module)
-    return module

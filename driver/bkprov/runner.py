@@ -18,7 +18,7 @@ from typing import Any
 
 import ansible_runner
 
-from bkprov.paths import cache_dir, collections_path, playbooks_dir, state_dir
+from bkprov.paths import cache_dir, collections_root, playbooks_dir, state_dir
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -57,7 +57,7 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     user_collections = env.get("ANSIBLE_COLLECTIONS_PATH", "~/.ansible/collections")
     env.update(
         PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-        ANSIBLE_COLLECTIONS_PATH=f"{collections_path()}{os.pathsep}{user_collections}",
+        ANSIBLE_COLLECTIONS_PATH=f"{collections_root()}{os.pathsep}{user_collections}",
         ANSIBLE_PIPELINING="True",
         ANSIBLE_HOST_KEY_CHECKING=env.get("ANSIBLE_HOST_KEY_CHECKING", "False"),
         ANSIBLE_RETRY_FILES_ENABLED="False",
@@ -76,23 +76,15 @@ def _message(res: dict[str, Any]) -> str:
     return str(res)[:2000]
 
 
-def run_playbook(
-    playbook: str,
-    inventory: str | dict[str, Any],
-    extravars: dict[str, Any],
-    sink: EventSink | None = None,
-    verbosity: int = 0,
-    limit: str | None = None,
-) -> PlayResult:
-    """Run one of playbooks/*.yml; never raises for a failed play, the result says what failed."""
-    # One private data dir per run: ansible-runner writes the inventory there, and runs at once
-    # (bkprov matrix --jobs N, two terminals) must not see each other's.
-    runs = state_dir() / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(prefix=f"{Path(playbook).stem}-", dir=runs))
-    result = PlayResult(playbook, rc=-1, status="unstarted", seconds=0.0)
+class Collector:
+    """An ansible-runner event handler: builds the result, feeds the display, keeps no event files."""
 
-    def on_event(event: dict[str, Any]) -> bool:
+    def __init__(self, result: PlayResult, sink: EventSink | None) -> None:
+        self.result = result
+        self.sink = sink
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        result = self.result
         data = event.get("event_data", {})
         name = event.get("event")
         if event.get("stdout"):
@@ -114,10 +106,26 @@ def run_playbook(
         if name == "playbook_on_stats":
             result.changed = sum(data.get("changed", {}).values())
             result.ok = sum(data.get("ok", {}).values())
-        if sink:
-            sink(event)
+        if self.sink:
+            self.sink(event)
         return False  # keep no event files: the result above is what we need
 
+
+def run_playbook(
+    playbook: str,
+    inventory: str | dict[str, Any],
+    extravars: dict[str, Any],
+    sink: EventSink | None = None,
+    verbosity: int = 0,
+    limit: str | None = None,
+) -> PlayResult:
+    """Run one of playbooks/*.yml; never raises for a failed play, the result says what failed."""
+    # One private data dir per run: ansible-runner writes the inventory there, and runs at once
+    # (bkprov matrix --jobs N, two terminals) must not see each other's.
+    runs = state_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=f"{Path(playbook).stem}-", dir=runs))
+    result = PlayResult(playbook, rc=-1, status="unstarted", seconds=0.0)
     started = time.monotonic()
     runner = ansible_runner.run(
         private_data_dir=str(private),
@@ -130,7 +138,7 @@ def run_playbook(
         verbosity=verbosity or None,
         quiet=True,
         suppress_env_files=True,
-        event_handler=on_event,
+        event_handler=Collector(result, sink),
     )
     result.seconds = time.monotonic() - started
     if not os.environ.get("BKPROV_KEEP_RUNS"):

@@ -1,4 +1,4 @@
-"""The artifact cache (collection/plugins/module_utils/artifacts.py), through the driver's loader.
+"""The artifact cache (collection/plugins/module_utils/artifacts.py), imported by its collection name.
 
 Downloads go to a real HTTP server on 127.0.0.1; nothing leaves the machine.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from ansible_collections.bkprov.buildkit.plugins.module_utils import artifacts as shared
 
 from bkprov import artifacts, catalog
 from bkprov.errors import BkprovError
@@ -47,9 +48,8 @@ def lock_file(cache: Path) -> dict:
 @pytest.fixture
 def core(monkeypatch):
     """The shared artifact module, with retries that do not sleep."""
-    module = artifacts.core()
-    monkeypatch.setattr(module, "time", SimpleNamespace(sleep=lambda seconds: None))
-    return module
+    monkeypatch.setattr(shared, "time", SimpleNamespace(sleep=lambda seconds: None))
+    return shared
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import http.server
 import threading
 from pathlib import Path
 
-from bkprov.artifacts import core
+from ansible_collections.bkprov.buildkit.plugins.module_utils import artifacts as core
 
 
 def test_concurrent_fetches_download_once(tmp_path: Path):
@@ -32,7 +32,7 @@ def test_concurrent_fetches_download_once(tmp_path: Path):
     results = []
     try:
         threads = [
-            threading.Thread(target=lambda: results.append(core().ensure(url, str(tmp_path), mirror))) for _ in range(2)
+            threading.Thread(target=lambda: results.append(core.ensure(url, str(tmp_path), mirror))) for _ in range(2)
         ]
         for thread in threads:
             thread.start()

@@ -73,15 +73,22 @@ def sha256_of(path: str) -> str:
 
 
 @contextlib.contextmanager
-def locked(cache_dir: str) -> Iterator[None]:
-    """Serialise cache writers (two provisions at once share one cache)."""
-    os.makedirs(cache_dir, exist_ok=True)
-    with open(os.path.join(cache_dir, ".lock"), "w") as handle:
+def file_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (made if missing) for the with-block; waits for other holders."""
+    with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def locked(cache_dir: str) -> Iterator[None]:
+    """Serialise cache writers (two provisions at once share one cache)."""
+    os.makedirs(cache_dir, exist_ok=True)
+    with file_lock(os.path.join(cache_dir, ".lock")):
+        yield
 
 
 def read_lock(cache_dir: str) -> dict:

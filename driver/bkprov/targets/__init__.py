@@ -1,69 +1,86 @@
-"""Targets bkprov makes and removes: systemd containers (Docker) and VMs (QEMU).
+"""Targets: where bkprov runs its playbooks, and the one place that picks an implementation.
 
-``find(name)`` gives one interface over both for the commands that take a target name.
+- ``resolve(selection)``: the target a command's options name (never changes it);
+- ``find(name)``: a target bkprov made (container or VM), by name;
+- ``all_targets()``: every target bkprov made;
+- ``make(spec, log)``: make a container or VM target, or take the existing one of that name.
+
+Implementations: container.py and vm.py (made by bkprov; their images in container_image.py
+and vm_image.py), hosts.py (an inventory, an SSH host, any Docker container).
 """
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from bkprov.errors import BkprovError
+from bkprov.errors import EXIT_USAGE, BkprovError
+from bkprov.targets.base import Inventory, Target
+
+Log = Callable[[str], None]
+KINDS = ("container", "vm")  # what bkprov makes
+
+__all__ = ["KINDS", "Inventory", "Selection", "Spec", "Target", "all_targets", "find", "make", "resolve"]
 
 
-@dataclass
-class Target:
+@dataclass(frozen=True)
+class Selection:
+    """Which target a command means; at most one of these is set."""
+
+    name: str | None = None  # a target bkprov made
+    inventory: str | None = None  # the hosts of an Ansible inventory
+    host: str | None = None  # USER@HOST[:PORT] over SSH
+    container: str | None = None  # any Docker container
+
+    @property
+    def given(self) -> bool:
+        return any((self.name, self.inventory, self.host, self.container))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A target for bkprov to make (or reuse when one of that name exists)."""
+
     kind: str  # container | vm
     name: str
-    version: str
-    status: str
-    detail: str  # capabilities (container) or accel and SSH port (vm)
+    version: str  # BuildKit version it is labelled with ("" for none)
+    image: str | None = None  # container: base image (default: bkprov's, built locally)
+    network: str = "none"  # container network mode
+    accel: str = "auto"  # vm: kvm | tcg | auto (probe)
 
-    def inventory(self) -> dict[str, Any]:
-        if self.kind == "vm":
-            from bkprov.targets import vm
 
-            found = vm.get(self.name)
-            assert found is not None
-            return vm.inventory(found)
-        from bkprov.targets import container
+def resolve(selection: Selection) -> Target:
+    """The target ``selection`` names; a clear error (exit 2) when there is none. Never changes it."""
+    from bkprov.targets import hosts
 
-        return container.inventory(self.name)
+    if selection.inventory:
+        return hosts.InventoryHosts.from_path(selection.inventory)
+    if selection.host:
+        return hosts.SshHost.parse(selection.host)
+    if selection.container:
+        return hosts.DockerHost.lookup(selection.container)
+    if selection.name:
+        return find(selection.name)
+    raise BkprovError("name a target, or pass --inventory PATH, --host USER@HOST or --container NAME", EXIT_USAGE)
 
-    def exec(self, command: list[str]) -> int:
-        if self.kind == "vm":
-            from bkprov.targets import vm
 
-            found = vm.get(self.name)
-            assert found is not None
-            return found.ssh(command).returncode
-        from bkprov.targets import container
+def find(name: str) -> Target:
+    """The bkprov target called ``name`` (VM or container), as it is."""
+    from bkprov.targets import container, vm
 
-        cli = container.client()
-        exec_id = cli.api.exec_create(self.name, command, stdout=True, stderr=True)["Id"]
-        for stdout, stderr in cli.api.exec_start(exec_id, stream=True, demux=True):
-            for data, stream in ((stdout, sys.stdout), (stderr, sys.stderr)):
-                if data:
-                    stream.buffer.write(data)
-                    stream.flush()
-        return int(cli.api.exec_inspect(exec_id)["ExitCode"] or 0)
-
-    def destroy(self) -> None:
-        if self.kind == "vm":
-            from bkprov.targets import vm
-
-            vm.destroy(self.name)
-        else:
-            from bkprov.targets import container
-
-            container.destroy(container.client(), self.name)
+    machine = vm.get(name)
+    if machine is not None:
+        return machine
+    found = container.get(container.client(), name)
+    if found is None or not container.ours(found):
+        raise BkprovError(f"no bkprov target named {name}; `bkprov list` shows them", exit_code=EXIT_USAGE)
+    return container.describe(found)
 
 
 def _docker_available() -> bool:
-    try:
-        from bkprov.targets import container
+    from bkprov.targets import container
 
+    try:
         container.client()
         return True
     except BkprovError:
@@ -71,47 +88,42 @@ def _docker_available() -> bool:
 
 
 def all_targets(require_docker: bool = False) -> list[Target]:
-    from bkprov.targets import vm
+    from bkprov.targets import container, vm
 
-    found = [Target("vm", v.name, v.version, v.status, f"{v.accel}, ssh 127.0.0.1:{v.port}") for v in vm.list_targets()]
+    found: list[Target] = list(vm.list_targets())
     if require_docker or _docker_available():
-        from bkprov.targets import container
-
-        found += [
-            Target("container", c.name, c.version, c.status, c.capabilities)
-            for c in container.list_targets(container.client())
-        ]
+        found += container.list_targets(container.client())
     return sorted(found, key=lambda t: t.name)
 
 
-def find(name: str) -> Target:
-    """The bkprov target called ``name``; a clear error if there is none."""
+def make(spec: Spec, log: Log) -> Target:
+    """Make the target ``spec`` describes, or take the existing bkprov target of that name (not started)."""
+    if spec.kind == "vm":
+        return _make_vm(spec, log)
+    return _make_container(spec, log)
+
+
+def _make_vm(spec: Spec, log: Log) -> Target:
+    from bkprov import catalog
     from bkprov.targets import vm
 
-    machine = vm.get(name)
-    if machine is not None:
-        return Target("vm", name, machine.version, machine.status, f"{machine.accel}, ssh 127.0.0.1:{machine.port}")
-    from bkprov.targets import container
+    existing = vm.get(spec.name)
+    if existing is not None:
+        log(f"converging existing VM {spec.name}")
+        return existing
+    # A BuildKit whose runc predates cgroup v2 gets a cgroup v1 guest (reference §7.4).
+    cgroup_v1 = bool(spec.version) and not catalog.get(spec.version).cgroup_v2
+    return vm.create(spec.name, spec.version, log, accel=spec.accel, cgroup_v1=cgroup_v1)
+
+
+def _make_container(spec: Spec, log: Log) -> Target:
+    from bkprov.targets import container, container_image
 
     cli = container.client()
-    found = container.get(cli, name)
-    if found is None or not container.ours(found):
-        raise BkprovError(f"no bkprov target named {name}; `bkprov list` shows them", exit_code=2)
-    container.ensure_running(found, wait=False)
-    info = container.describe(found)
-    return Target("container", name, info.version, info.status, info.capabilities)
-
-
-def ssh_host_inventory(spec: str) -> dict[str, Any]:
-    """Inventory for --host user@host[:port]: SSH as that user, become root unless it is root."""
-    user, _, rest = spec.rpartition("@")
-    host, _, port = rest.partition(":")
-    if not host or (port and not port.isdigit()):
-        raise BkprovError(f"--host {spec!r}: expected user@host[:port] (e.g. admin@build01:2222)", exit_code=2)
-    hostvars: dict[str, Any] = {"ansible_host": host, "ansible_python_interpreter": "/usr/bin/python3"}
-    if user:
-        hostvars["ansible_user"] = user
-    if port:
-        hostvars["ansible_port"] = int(port)
-    hostvars["ansible_become"] = user != "root"
-    return {"all": {"hosts": {host: hostvars}}}
+    existing = container.existing_target(cli, spec.name)
+    if existing is not None:
+        log(f"converging existing target {spec.name}")
+        return container.describe(existing)
+    image = spec.image or container_image.ensure_image(cli, log)
+    log(f"creating container {spec.name} from {image}")
+    return container.describe(container.create(cli, spec.name, image, spec.version, log, network=spec.network))

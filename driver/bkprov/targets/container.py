@@ -8,15 +8,18 @@ mounted read-write so systemd can run. The container has no network of its own.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
-from bkprov.errors import BkprovError
+from bkprov.errors import EXIT_USAGE, BkprovError
+from bkprov.targets.base import Inventory, Target
 
 KIND_LABEL = "dev.bkprov.target"
 VERSION_LABEL = "dev.bkprov.version"
@@ -67,7 +70,10 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class ContainerTarget:
+class ContainerTarget(Target):
+    """A systemd container bkprov made (labelled ``dev.bkprov.target=container``)."""
+
+    kind: ClassVar[str] = "container"
     name: str
     version: str
     status: str
@@ -76,6 +82,31 @@ class ContainerTarget:
     @property
     def volume(self) -> str:
         return volume_name(self.name)
+
+    @property
+    def detail(self) -> str:
+        return self.capabilities
+
+    def inventory(self) -> Inventory:
+        return inventory(self.name)
+
+    def exec(self, command: list[str]) -> int:
+        if self.status != "running":
+            raise BkprovError(
+                f"container {self.name} is {self.status}; `bkprov provision` or `docker start {self.name}` starts it",
+                EXIT_USAGE,
+            )
+        return exec_streaming(client(), self.name, command)
+
+    def start(self) -> None:
+        container = get(client(), self.name)
+        if container is None:
+            raise BkprovError(f"container {self.name} is gone; `bkprov list` shows the targets", EXIT_USAGE)
+        ensure_running(container)
+        self.status = "running"
+
+    def destroy(self) -> None:
+        destroy(client(), self.name)
 
 
 def volume_name(name: str) -> str:
@@ -206,7 +237,7 @@ def destroy(cli: docker.DockerClient, name: str) -> None:
         cli.volumes.get(volume_name(name)).remove(force=True)
 
 
-def inventory(name: str) -> dict:
+def inventory(name: str, interpreter: str = "/usr/bin/python3") -> dict:
     """Ansible reaches the container through the docker connection, as root (no sudo in the image)."""
     return {
         "all": {
@@ -214,12 +245,23 @@ def inventory(name: str) -> dict:
                 name: {
                     "ansible_connection": "community.docker.docker",
                     "ansible_host": name,
-                    "ansible_python_interpreter": "/usr/bin/python3",
+                    "ansible_python_interpreter": interpreter,
                     "ansible_become": False,
                 }
             }
         }
     }
+
+
+def exec_streaming(cli: docker.DockerClient, name: str, command: list[str]) -> int:
+    """`docker exec` with the output passed through as it comes; the command's exit code."""
+    exec_id = cli.api.exec_create(name, command, stdout=True, stderr=True)["Id"]
+    for stdout, stderr in cli.api.exec_start(exec_id, stream=True, demux=True):
+        for data, stream in ((stdout, sys.stdout), (stderr, sys.stderr)):
+            if data:
+                stream.buffer.write(data)
+                stream.flush()
+    return int(cli.api.exec_inspect(exec_id)["ExitCode"] or 0)
 
 
 def default_name(version: str) -> str:

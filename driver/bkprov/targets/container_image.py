@@ -8,7 +8,6 @@ recipe is rebuilt and an unchanged one is reused.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from ansible_collections.bkprov.buildkit.plugins.module_utils.artifacts import file_lock
 
 from bkprov.errors import BkprovError
 from bkprov.paths import state_dir
@@ -83,13 +83,8 @@ def debootstrap(rootfs: Path, mirror: str, log: Log, extra_packages: tuple[str, 
 @contextlib.contextmanager
 def build_lock(name: str) -> Iterator[None]:
     """One image build at a time per machine (bkprov matrix, two terminals); later ones reuse it."""
-    path = state_dir() / f".{name}.lock"
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(str(state_dir() / f".{name}.lock")):
+        yield
 
 
 def debian_mirror() -> str:

@@ -21,10 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from bkprov.errors import BkprovError
+from bkprov.errors import EXIT_USAGE, BkprovError
 from bkprov.paths import state_dir
-from bkprov.vm_image import FW_CFG_KEY, SUDO_USER, VmImage, ensure_vm_image
+from bkprov.targets.base import Inventory, Target
+from bkprov.targets.vm_image import FW_CFG_KEY, SUDO_USER, VmImage, ensure_vm_image, run_tool
 
 Log = Callable[[str], None]
 QEMU = "qemu-system-x86_64"
@@ -44,7 +46,10 @@ SSH_OPTIONS = [
 
 
 @dataclass
-class VmTarget:
+class VmTarget(Target):
+    """A QEMU VM bkprov made; its state lives in <cache>/.bkprov/vms/NAME/vm.json."""
+
+    kind: ClassVar[str] = "vm"
     name: str
     version: str
     port: int
@@ -73,6 +78,30 @@ class VmTarget:
     @property
     def status(self) -> str:
         return "running" if self.running else "stopped"
+
+    @property
+    def detail(self) -> str:
+        return f"{self.accel}, ssh 127.0.0.1:{self.port}"
+
+    def inventory(self) -> Inventory:
+        return inventory(self)
+
+    def exec(self, command: list[str]) -> int:
+        if not self.running:
+            raise BkprovError(
+                f"VM {self.name} is stopped; `bkprov destroy {self.name}` and provision again", EXIT_USAGE
+            )
+        return self.ssh(command).returncode
+
+    def start(self) -> None:
+        # QEMU state is not kept across a stop: a stopped VM is made again, not restarted.
+        if not self.running:
+            raise BkprovError(
+                f"VM {self.name} is stopped; `bkprov destroy {self.name}` and provision again", EXIT_USAGE
+            )
+
+    def destroy(self) -> None:
+        destroy(self.name)
 
     def ssh(self, command: list[str], user: str = "root", **kwargs: object) -> subprocess.CompletedProcess:
         remote = " ".join(shlex.quote(part) for part in command)  # ssh hands one string to the remote shell
@@ -110,34 +139,26 @@ def probe_kvm(image: VmImage, log: Log) -> str:
     cache = state_dir() / "kvm-probe.json"
     key = f"{platform.release()}|{image.kernel.stat().st_size}"
     known = json.loads(cache.read_text()) if cache.is_file() else {}
-    if key in known:
-        return known[key]
-    log("probing whether KVM really boots a guest kernel here (a few seconds, once)")
-    argv = [
-        QEMU,
-        "-accel",
-        "kvm",
-        "-cpu",
-        "host",
-        "-m",
-        "512",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-        "-kernel",
-        str(image.kernel),
-        "-initrd",
-        str(image.initrd),
-        "-append",
-        "console=ttyS0 panic=-1 quiet",
-    ]
+    if key not in known:
+        log("probing whether KVM really boots a guest kernel here (a few seconds, once)")
+        verdict, reason = _boot_probe(image)
+        if verdict == "tcg":
+            log(f"KVM does not boot a guest here ({reason}); using software emulation (TCG)")
+        known[key] = verdict
+        cache.write_text(json.dumps(known))
+    return str(known[key])
+
+
+def _boot_probe(image: VmImage, seconds: float = 20) -> tuple[str, str]:
+    """Boot the guest kernel under KVM for a few seconds: ('kvm', '') or ('tcg', why not)."""
+    argv = [QEMU, "-accel", "kvm", "-cpu", "host", "-m", "512", "-display", "none", "-no-reboot"]
+    argv += ["-serial", "stdio", "-kernel", str(image.kernel), "-initrd", str(image.initrd)]
+    argv += ["-append", "console=ttyS0 panic=-1 quiet"]
     log_file = state_dir() / "kvm-probe.log"
     with log_file.open("wb") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
-    output, verdict = "", "tcg"
-    deadline = time.monotonic() + 20
+    verdict = "tcg"
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
         output = log_file.read_text(errors="replace")
         if "emulation failure" in output or "KVM internal error" in output:
@@ -148,18 +169,14 @@ def probe_kvm(image: VmImage, log: Log) -> str:
         time.sleep(0.2)
     proc.kill()
     proc.wait()
-    if verdict == "tcg":
-        output = log_file.read_text(errors="replace")
-        if "emulation failure" in output:
-            reason = "KVM internal error: emulation failure"
-        elif proc.returncode not in (None, -9) and output.strip():
-            reason = f"QEMU stopped: {output.strip().splitlines()[-1]}"
-        else:
-            reason = "no boot within 20 s"
-        log(f"KVM does not boot a guest here ({reason}); using software emulation (TCG)")
-    known[key] = verdict
-    cache.write_text(json.dumps(known))
-    return verdict
+    if verdict == "kvm":
+        return verdict, ""
+    output = log_file.read_text(errors="replace")
+    if "emulation failure" in output:
+        return verdict, "KVM internal error: emulation failure"
+    if proc.returncode not in (None, -9) and output.strip():
+        return verdict, f"QEMU stopped: {output.strip().splitlines()[-1]}"
+    return verdict, f"no boot within {seconds:.0f} s"
 
 
 def create(
@@ -180,62 +197,34 @@ def create(
         accel = probe_kvm(image, log)
     directory = vms_dir() / name
     if directory.exists():
-        raise BkprovError(f"a VM named {name} exists; `bkprov destroy {name}` first", exit_code=2)
+        raise BkprovError(f"a VM named {name} exists; `bkprov destroy {name}` first", exit_code=EXIT_USAGE)
     directory.mkdir(parents=True)
     try:
-        disk = directory / "disk.qcow2"
-        subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2", str(disk)],
-            check=True,
-            capture_output=True,
+        run_tool(
+            [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-b",
+                str(image.disk),
+                "-F",
+                "qcow2",
+                str(directory / "disk.qcow2"),
+            ],
+            "qemu-img create",
         )
         key = directory / "id_ed25519"
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"bkprov-{name}", "-f", str(key)],
-            check=True,
-            capture_output=True,
-        )
+        run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"bkprov-{name}", "-f", str(key)], "ssh-keygen")
         port = free_port()
-        cpu = "host" if accel == "kvm" else "max"
-        argv = [
-            QEMU,
-            "-name",
-            name,
-            "-machine",
-            "q35",
-            "-accel",
-            accel,
-            "-cpu",
-            cpu,
-            "-smp",
-            "2",
-            "-m",
-            memory,
-            "-kernel",
-            str(image.kernel),
-            "-initrd",
-            str(image.initrd),
-            "-append",
-            "root=/dev/vda rw console=ttyS0 net.ifnames=0"
-            + (" systemd.unified_cgroup_hierarchy=0" if cgroup_v1 else ""),
-            "-drive",
-            f"file={disk},if=virtio,format=qcow2",
-            "-netdev",
-            f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-            "-fw_cfg",
-            f"name={FW_CFG_KEY},file={key}.pub",
-            "-serial",
-            f"file:{directory / 'console.log'}",
-            "-display",
-            "none",
-            "-daemonize",
-            "-pidfile",
-            str(directory / "qemu.pid"),
-        ]
         log(f"booting VM {name} ({accel.upper()}, cgroup {'v1' if cgroup_v1 else 'v2'}, SSH on 127.0.0.1:{port})")
-        started = subprocess.run(argv, capture_output=True, text=True, check=False)
+        started = subprocess.run(
+            qemu_argv(name, directory, image, accel, memory, port, cgroup_v1),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if started.returncode != 0:
             raise BkprovError(f"QEMU did not start: {started.stderr.strip()}")
         pid = int((directory / "qemu.pid").read_text().strip())
@@ -246,6 +235,27 @@ def create(
     except BaseException:
         destroy(name)
         raise
+
+
+def qemu_argv(
+    name: str, directory: Path, image: VmImage, accel: str, memory: str, port: int, cgroup_v1: bool
+) -> list[str]:
+    """QEMU for one VM: its overlay disk, the SSH forward on 127.0.0.1 only, a network that reaches nothing."""
+    cmdline = "root=/dev/vda rw console=ttyS0 net.ifnames=0" + (
+        " systemd.unified_cgroup_hierarchy=0" if cgroup_v1 else ""
+    )
+    argv = [QEMU, "-name", name, "-machine", "q35", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max"]
+    argv += ["-smp", "2", "-m", memory, "-kernel", str(image.kernel), "-initrd", str(image.initrd)]
+    argv += ["-append", cmdline, "-drive", f"file={directory / 'disk.qcow2'},if=virtio,format=qcow2"]
+    argv += [
+        "-netdev",
+        f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=n0",
+    ]
+    argv += ["-fw_cfg", f"name={FW_CFG_KEY},file={directory / 'id_ed25519.pub'}"]
+    argv += ["-serial", f"file:{directory / 'console.log'}", "-display", "none"]
+    return [*argv, "-daemonize", "-pidfile", str(directory / "qemu.pid")]
 
 
 def wait_for_ssh(vm: VmTarget, timeout: float = BOOT_TIMEOUT) -> None:

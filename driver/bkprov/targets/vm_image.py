@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bkprov import images
 from bkprov.errors import BkprovError
 from bkprov.paths import state_dir
+from bkprov.targets import container_image
 
 VM_PACKAGES = ("linux-image-amd64", "openssh-server", "sudo", "kmod")
 SUDO_USER = "bkprov"  # a non-root user with sudo, for "existing host" use of a VM
@@ -41,7 +41,9 @@ ExecStart=/bin/sh -c 'modprobe qemu_fw_cfg; ssh-keygen -A; \\
 WantedBy=multi-user.target
 """
 NETWORK = "[Match]\nName=eth0 en*\n\n[Network]\nDHCP=yes\n"
-RECIPE = hashlib.sha256(repr((images.RECIPE, VM_PACKAGES, KEY_UNIT, NETWORK, DISK_SIZE, 1)).encode()).hexdigest()[:16]
+RECIPE = hashlib.sha256(
+    repr((container_image.RECIPE, VM_PACKAGES, KEY_UNIT, NETWORK, DISK_SIZE, 1)).encode()
+).hexdigest()[:16]
 
 
 @dataclass
@@ -55,7 +57,8 @@ def image_dir() -> Path:
     return state_dir() / "vm-image"
 
 
-def run(cmd: list[str], what: str) -> None:
+def run_tool(cmd: list[str], what: str) -> None:
+    """Run a tool; its failure becomes a BkprovError naming it, with the end of its output."""
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
@@ -82,18 +85,18 @@ def customise(rootfs: Path) -> None:
             link.symlink_to(f"{source}/{unit}")
     for key in (etc / "ssh").glob("ssh_host_*"):
         key.unlink()  # every VM makes its own at first boot
-    run(["chroot", str(rootfs), "useradd", "--create-home", "--shell", "/bin/bash", SUDO_USER], "useradd")
+    run_tool(["chroot", str(rootfs), "useradd", "--create-home", "--shell", "/bin/bash", SUDO_USER], "useradd")
     (etc / "sudoers.d" / SUDO_USER).write_text(f"{SUDO_USER} ALL=(ALL) NOPASSWD:ALL\n")
     (etc / "sudoers.d" / SUDO_USER).chmod(0o440)
 
 
-def ensure_vm_image(log: images.Log, rebuild: bool = False) -> VmImage:
+def ensure_vm_image(log: container_image.Log, rebuild: bool = False) -> VmImage:
     """Return the VM base disk, kernel and initrd, building them first if missing or stale."""
-    with images.build_lock("vm-image"):
+    with container_image.build_lock("vm-image"):
         return _ensure_vm_image(log, rebuild)
 
 
-def _ensure_vm_image(log: images.Log, rebuild: bool) -> VmImage:
+def _ensure_vm_image(log: container_image.Log, rebuild: bool) -> VmImage:
     directory = image_dir()
     meta = directory / "image.json"
     image = VmImage(directory / "base.qcow2", directory / "vmlinuz", directory / "initrd.img")
@@ -105,7 +108,7 @@ def _ensure_vm_image(log: images.Log, rebuild: bool) -> VmImage:
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bkprov-vm-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        images.debootstrap(rootfs, images.debian_mirror(), log, VM_PACKAGES)
+        container_image.debootstrap(rootfs, container_image.debian_mirror(), log, VM_PACKAGES)
         customise(rootfs)
         kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
         initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
@@ -121,8 +124,8 @@ def _ensure_vm_image(log: images.Log, rebuild: bool) -> VmImage:
         shutil.copyfile(initrds[-1], staged[image.initrd])
         raw = Path(tmp) / "disk.raw"
         log(f"making the {DISK_SIZE} ext4 disk")
-        run(["mkfs.ext4", "-q", "-F", "-L", "bkprov-root", "-d", str(rootfs), str(raw), DISK_SIZE], "mkfs.ext4")
-        run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(staged[image.disk])], "qemu-img convert")
+        run_tool(["mkfs.ext4", "-q", "-F", "-L", "bkprov-root", "-d", str(rootfs), str(raw), DISK_SIZE], "mkfs.ext4")
+        run_tool(["qemu-img", "convert", "-O", "qcow2", str(raw), str(staged[image.disk])], "qemu-img convert")
         for final, new in staged.items():
             new.replace(final)
     meta.write_text(json.dumps({"recipe": RECIPE, "kernel": kernels[-1].name}))
