@@ -60,6 +60,9 @@ VERSION_FIELDS = {
     "prerelease": bool,
     "host_requirements": dict,
 }
+# Fields an entry may also carry: the tag's commit, who published sha256, where the entry came
+# from (catalog/overlay), and what `bkprov versions --refresh` derived or could not know.
+OPTIONAL_FIELDS = {"commit": str, "sha256_source": str, "origin": str, "refresh": dict}
 RUNC_FIELDS = {"url": str, "sha256": (str, type(None)), "defects": list}
 SECTIONS = ("contents", "flag_eras", "defects", "runc_releases", "runc_defects", "versions")
 OVERLAY_SECTIONS = ("schema", "versions", "runc_releases")
@@ -273,9 +276,22 @@ def validate(catalog: Dict[str, Any]) -> List[str]:
             problems += [
                 f"runc {version}: unknown defect {d}" for d in entry["defects"] if d not in doc["runc_defects"]
             ]
+    previous = None
     for era, facts in doc["flag_eras"].items():
         if not isinstance(facts, dict) or not isinstance(facts.get("flags"), list):
             problems.append(f"flag era {era}: needs a flags list")
+            continue
+        since = facts.get("since")
+        if since is not None and previous is not None and version_key(str(since)) <= version_key(previous):
+            problems.append(f"flag era {era}: since {since} is not after the previous era's")
+        previous = str(since) if since is not None else previous
+    for minor, facts in (doc.get("series") or {}).items():
+        if not _MINOR.match(str(minor)) or not isinstance(facts, dict):
+            problems.append(f"series {minor}: must be vMAJOR.MINOR with a mapping of version fields")
+            continue
+        unknown = sorted(set(facts) - set(VERSION_FIELDS))
+        if unknown:
+            problems.append(f"series {minor}: unknown field(s) {', '.join(unknown)}")
     return problems
 
 
@@ -289,6 +305,16 @@ def _version_problems(doc: Dict[str, Any], version: str, entry: Any) -> List[str
     shape += [
         f"{where}: {field} has the wrong type"
         for field, kind in VERSION_FIELDS.items()
+        if field in entry and not isinstance(entry[field], kind)
+    ]
+    shape += [
+        f"{where}: unknown field {field}"
+        for field in entry
+        if field not in VERSION_FIELDS and field not in OPTIONAL_FIELDS
+    ]
+    shape += [
+        f"{where}: {field} has the wrong type"
+        for field, kind in OPTIONAL_FIELDS.items()
         if field in entry and not isinstance(entry[field], kind)
     ]
     if shape:
@@ -324,6 +350,11 @@ def _version_problems(doc: Dict[str, Any], version: str, entry: Any) -> List[str
             problems.append(f"{where}: host requirement {name} has no entry in host_requirement_notes")
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry["released"]):
         problems.append(f"{where}: released must be YYYY-MM-DD")
+    if "commit" in entry and not re.fullmatch(r"[0-9a-f]{40}", entry["commit"]):
+        problems.append(f"{where}: commit is not 40 hex digits")
+    era = doc["flag_eras"].get(entry["flags_era"]) or {}
+    if era.get("since") and version_key(version) < version_key(str(era["since"])):
+        problems.append(f"{where}: flags_era {entry['flags_era']} starts at {era['since']}, after this version")
     return problems
 
 
@@ -337,6 +368,8 @@ def nearest(wanted: str, known: List[str]) -> List[str]:
         probe = wanted if _TAG.match(wanted) else f"{wanted}.0"
         probe = probe if probe.startswith("v") else f"v{probe}"
         ordered = sorted(known, key=version_key)
+        if not is_prerelease(probe) and any(not is_prerelease(v) for v in ordered):
+            ordered = [v for v in ordered if not is_prerelease(v)]  # suggest releases for a release
         below = [v for v in ordered if version_key(v) < version_key(probe)]
         above = [v for v in ordered if version_key(v) > version_key(probe)]
         picks = below[-1:] + above[:1]
@@ -408,6 +441,8 @@ def resolve(catalog: Dict[str, Any], version: str) -> Dict[str, Any]:
         {"name": name, "level": level, "why": (notes.get(name) or {}).get(level, "")}
         for name, level in entry["host_requirements"].items()
     ]
+    commit = entry.get("commit")
+    entry["same_commit_as"] = [v for v, e in versions.items() if commit and v != version and e.get("commit") == commit]
     entry["runc"] = resolve_runc(catalog, entry["runc_release"])
     return entry
 
