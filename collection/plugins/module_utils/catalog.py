@@ -276,6 +276,10 @@ def validate(catalog: Dict[str, Any]) -> List[str]:
             problems += [
                 f"runc {version}: unknown defect {d}" for d in entry["defects"] if d not in doc["runc_defects"]
             ]
+    for defect, facts in doc["defects"].items():
+        linked = facts.get("bundled_runc_defect") if isinstance(facts, dict) else None
+        if linked is not None and linked not in doc["runc_defects"]:
+            problems.append(f"defect {defect}: bundled_runc_defect {linked} not in runc_defects")
     previous = None
     for era, facts in doc["flag_eras"].items():
         if not isinstance(facts, dict) or not isinstance(facts.get("flags"), list):
