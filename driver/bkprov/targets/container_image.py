@@ -27,8 +27,21 @@ from bkprov.paths import state_dir
 SUITE = "bookworm"
 IMAGE = "bkprov/debian-systemd:bookworm"
 # systemd as PID 1, python3 for Ansible, a static busybox for the verify role's built-in COPY
-# helper image (BuildKit < v0.5.0); nothing else (the target has no network).
-PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "procps", "iproute2", "ca-certificates", "busybox-static"]
+# helper image (BuildKit < v0.5.0), git (buildkitd v0.3.x refuses to start without it, later
+# versions need it for git contexts: the catalog's host_requirements); nothing else (the
+# target has no network). The list is part of RECIPE, so an image cached from an older list
+# is rebuilt on next use rather than silently kept.
+PACKAGES = [
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "procps",
+    "iproute2",
+    "ca-certificates",
+    "busybox-static",
+    "git",
+]
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Units that spin or fail in a container (getty, udev, timers that download things).
 MASKED_UNITS = [
