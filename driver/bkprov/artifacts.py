@@ -18,6 +18,14 @@ from bkprov.errors import BkprovError
 from bkprov.paths import cache_dir
 
 
+class Unavailable(BkprovError):
+    """A release file that could not be fetched (``reason`` "missing") or failed its hash ("checksum")."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Needed:
     kind: str  # buildkit | runc
@@ -56,6 +64,10 @@ def import_file(kind: str, version: str, path: str) -> core.Artifact:
 def fetch(item: Needed, progress: core.Progress | None = None) -> core.Artifact:
     try:
         return core.ensure(item.url, str(cache_dir()), os.environ.get("BKPROV_MIRROR", ""), item.sha256 or "", progress)
+    except core.ChecksumMismatch as exc:
+        raise Unavailable(str(exc), "checksum") from exc
+    except core.DownloadError as exc:
+        raise Unavailable(str(exc), "missing") from exc
     except core.ArtifactError as exc:
         raise BkprovError(str(exc)) from exc
 

@@ -1,8 +1,10 @@
 """`bkprov matrix`: provision and verify many versions, each on its own fresh target, N at a time.
 
-Every version runs as its own `bkprov provision … --json` process (its own ansible-runner),
-so jobs share nothing but the artifact cache, which is locked. A live table shows each
-version's phase; the report is written as Markdown and JSON.
+Every version's artifacts are fetched here first (a missing or corrupt file is a result of its
+own), then the version runs as its own `bkprov provision … --json` process (its own
+ansible-runner), so jobs share nothing but the locked artifact cache. Each row is read from
+that process's per-host result: how far the host got (phase) and whether it is ok, never
+task names. A live table shows the rows; the report is written as Markdown and JSON.
 """
 
 from __future__ import annotations
@@ -22,82 +24,101 @@ from rich.live import Live
 from rich.table import Table
 
 from bkprov import artifacts, catalog
+from bkprov.errors import BkprovError
+
+# Row results, in the order a version can stop.
+ARTIFACTS_MISSING = "artifacts missing"
+CHECKSUM_MISMATCH = "checksum mismatch"
+INSTALL_FAILED = "install failed"  # preflight, install or start failed: BuildKit is not running
+BUILD_FAILED = "build failed"  # installed and started, the verify build failed
+UNREACHABLE = "unreachable"
+OK = "ok"
+ERROR = "error"  # provision did not produce a result (it says why on stderr)
 
 
 @dataclass
 class Row:
     version: str
     target: str
-    phase: str = "queued"
-    provision_ok: bool | None = None
-    build_ok: bool | None = None
+    phase: str = "queued"  # queued, fetching, provisioning, then one of the results above
+    reached: str = ""  # the phase the host reached (preflight, install, start, verify, done)
+    provision_ok: bool | None = None  # BuildKit installed and started
+    build_ok: bool | None = None  # the verify build passed
     build_output: str = ""
+    installed_version: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     cause: str = ""
     name: str = ""
 
+    def read(self, summary: dict[str, Any]) -> None:
+        """Fill the row from `bkprov provision --json` output: its one host's result."""
+        self.seconds.update(summary.get("seconds", {}))
+        host = next(iter((summary.get("hosts") or {}).values()), {})
+        self.reached = host.get("phase", "")
+        self.build_output = host.get("build_output") or ""
+        self.installed_version = host.get("installed_version") or ""
+        if host.get("status") == "ok":
+            self.phase, self.provision_ok, self.build_ok = OK, True, True
+            return
+        problems = "; ".join(p["summary"] for p in summary.get("doctor", []))
+        error = (host.get("error") or "").strip().splitlines()
+        self.cause = problems or (error[0][:300] if error else "")
+        if host.get("status") == "unreachable":
+            self.phase, self.provision_ok = UNREACHABLE, False
+        elif self.reached in ("verify", "done"):
+            self.phase, self.provision_ok, self.build_ok = BUILD_FAILED, True, False
+        else:
+            self.phase, self.provision_ok = INSTALL_FAILED, False
 
-def classify(stderr: str) -> str:
-    if "could not download" in stderr or "the mirror has no" in stderr:
-        return "artifacts missing"
-    if "sha256 mismatch" in stderr:
-        return "checksum mismatch"
-    return ""
+
+def fetch_all(row: Row) -> bool:
+    """Fetch the version's artifacts; on failure the row says which kind of failure, and False."""
+    try:
+        for item in artifacts.needed(row.version):
+            artifacts.fetch(item)
+    except artifacts.Unavailable as exc:
+        row.phase = CHECKSUM_MISMATCH if exc.reason == "checksum" else ARTIFACTS_MISSING
+        row.cause = str(exc)
+        row.provision_ok = False
+        return False
+    return True
 
 
 def run_one(row: Row, extra: list[str], lock: threading.Lock) -> None:
-    missing = [item.relpath for item in artifacts.needed(row.version) if not item.cached]
+    started = time.monotonic()
+    missing = any(not item.cached for item in artifacts.needed(row.version))
     with lock:
         row.phase = "fetching" if missing else "provisioning"
-    started = time.monotonic()
-    argv = [
-        sys.executable,
-        "-m",
-        "bkprov.cli",
-        "provision",
-        row.version,
-        "--target",
-        row.target,
-        "--name",
-        row.name,
-        "--json",
-        *extra,
-    ]
+    if not fetch_all(row):
+        row.seconds["wall"] = round(time.monotonic() - started, 1)
+        return
+    with lock:
+        row.phase = "provisioning"
+    argv = [sys.executable, "-m", "bkprov.cli", "provision", row.version, "--target", row.target]
+    argv += ["--name", row.name, "--json", *extra]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     with lock:
         row.seconds["wall"] = round(time.monotonic() - started, 1)
         try:
-            summary: dict[str, Any] = json.loads(proc.stdout)
+            row.read(json.loads(proc.stdout))
         except ValueError:
-            row.phase = classify(proc.stderr) or "error"
-            row.cause = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-            row.provision_ok = False
-            return
-        row.seconds.update(summary.get("seconds", {}))
-        row.build_output = summary.get("build_output") or ""
-        failures = summary.get("failures", [])
-        row.provision_ok = (
-            not any(
-                f["task"] != "Check that the RUN step printed" and "verify" not in f["task"].lower() for f in failures
-            )
-            if failures
-            else True
-        )
-        row.build_ok = bool(summary.get("ok"))
-        row.phase = "ok" if row.build_ok else "failed"
-        problems = [p["summary"] for p in summary.get("doctor", [])]
-        row.cause = "; ".join(problems) or (failures[0]["message"].splitlines()[0][:200] if failures else "")
+            row.phase, row.provision_ok = ERROR, False
+            lines = proc.stderr.strip().splitlines()
+            row.cause = lines[-1] if lines else f"exit {proc.returncode}"
 
 
 def table(rows: list[Row]) -> Table:
-    view = Table("version", "target", "phase", "provision", "build", "seconds", "RUN output / cause")
+    view = Table("version", "target", "result", "reached", "provision", "build", "seconds", "RUN output / cause")
     mark = {True: "[green]ok[/]", False: "[red]failed[/]", None: "-"}
     for r in rows:
-        style = {"ok": "green", "failed": "red", "artifacts missing": "yellow"}.get(r.phase, "cyan")
+        style = {OK: "green", INSTALL_FAILED: "red", BUILD_FAILED: "red", ARTIFACTS_MISSING: "yellow"}.get(
+            r.phase, "cyan"
+        )
         view.add_row(
             r.version,
             r.target,
             f"[{style}]{r.phase}[/]",
+            r.reached or "-",
             mark[r.provision_ok],
             mark[r.build_ok],
             str(r.seconds.get("wall", "")),
@@ -108,21 +129,18 @@ def table(rows: list[Row]) -> Table:
 
 def markdown(rows: list[Row]) -> str:
     lines = [
-        "| version | target | result | provision | build | seconds | RUN output / cause |",
-        "|---|---|---|---|---|---|---|",
+        "| version | target | result | reached | provision | build | seconds | RUN output / cause |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.version} | {r.target} | {r.phase} | {r.provision_ok} | {r.build_ok} | "
+            f"| {r.version} | {r.target} | {r.phase} | {r.reached or '-'} | {r.provision_ok} | {r.build_ok} | "
             f"{r.seconds.get('wall', '')} | {(r.build_output or r.cause).replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def run_matrix(
-    versions: list[str], target: str, jobs: int, keep: bool, extra: list[str], report: Path, console: Console
-) -> list[Row]:
-    rows = [Row(catalog.get(v).version, target, name=f"bkprov-matrix-{v.replace('.', '-')}") for v in versions]
+def run_rows(rows: list[Row], jobs: int, extra: list[str], console: Console) -> None:
     lock = threading.Lock()
     with Live(table(rows), console=console, refresh_per_second=2, transient=not console.is_terminal) as live:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -136,10 +154,24 @@ def run_matrix(
         live.update(table(rows))
     if not console.is_terminal:
         console.print(table(rows))
-    if not keep:
-        for row in rows:
-            subprocess.run([sys.executable, "-m", "bkprov.cli", "destroy", row.name], capture_output=True, check=False)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.with_suffix(".md").write_text(markdown(rows))
-    report.with_suffix(".json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+
+
+def run_matrix(
+    versions: list[str], target: str, jobs: int, keep: bool, extra: list[str], report: Path, console: Console
+) -> list[Row]:
+    rows = [Row(catalog.get(v).version, target, name=f"bkprov-matrix-{v.replace('.', '-')}") for v in versions]
+    try:
+        run_rows(rows, jobs, extra, console)
+    finally:
+        if not keep:
+            for row in rows:
+                subprocess.run(
+                    [sys.executable, "-m", "bkprov.cli", "destroy", row.name], capture_output=True, check=False
+                )
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.with_suffix(".md").write_text(markdown(rows))
+        report.with_suffix(".json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    except OSError as exc:
+        raise BkprovError(f"cannot write the report {report}.md/.json ({exc.strerror}); pass --report PATH") from exc
     return rows

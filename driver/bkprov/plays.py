@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from bkprov.console import err, log
+from bkprov.results import Finding, PlayResult
 from bkprov.targets import Inventory
 
 
-def run_play(playbook: str, inventory: Inventory, extra: dict[str, Any], title: str, verbose: int = 0) -> Any:
+def run_play(playbook: str, inventory: Inventory, extra: dict[str, Any], title: str, verbose: int = 0) -> PlayResult:
     """Run one of playbooks/*.yml with a live display (Ansible's own output with -v)."""
     from bkprov.display import PlayDisplay
     from bkprov.runner import run_playbook
@@ -17,7 +18,7 @@ def run_play(playbook: str, inventory: Inventory, extra: dict[str, Any], title: 
         return run_playbook(playbook, inventory, extra, sink=display, verbosity=max(verbose - 1, 0))
 
 
-def doctor(inventory: Inventory, verbose: int = 0, quiet: bool = False) -> Any:
+def doctor(inventory: Inventory, verbose: int = 0, quiet: bool = False) -> PlayResult:
     if quiet:
         from bkprov.runner import run_playbook
 
@@ -25,7 +26,7 @@ def doctor(inventory: Inventory, verbose: int = 0, quiet: bool = False) -> Any:
     return run_play("doctor.yml", inventory, {}, "doctor", verbose)
 
 
-def auto_doctor(inventory: Inventory, verbose: int, show: bool = True) -> list[dict[str, str]]:
+def auto_doctor(inventory: Inventory, verbose: int, show: bool = True) -> list[Finding]:
     """After a failure, run doctor (it names known causes with their evidence); return its problems."""
     from bkprov.report import show_findings
 
@@ -34,4 +35,4 @@ def auto_doctor(inventory: Inventory, verbose: int, show: bool = True) -> list[d
     result = doctor(inventory, verbose, quiet=not show)
     if show and result.findings:
         show_findings(result.findings)
-    return [f for items in result.findings.values() for f in items if f["status"] == "problem"]
+    return [f for host in result.hosts.values() for f in host.problems]

@@ -1,7 +1,8 @@
-"""Run bkprov's playbooks through ansible-runner and turn its events into a result.
+"""Run bkprov's playbooks through ansible-runner and turn its events into a ``PlayResult``.
 
 Like ansible-navigator: a private data dir outside the user's cwd, no env files left
-behind, artifacts rotated, and an event handler that feeds a live display.
+behind, and an event handler that feeds a live display. What happened on each host comes
+from the data the playbooks publish (bkprov.results), read from the final stats event.
 """
 
 from __future__ import annotations
@@ -12,42 +13,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ansible_runner
-
 from bkprov.paths import cache_dir, collections_root, playbooks_dir, state_dir
+from bkprov.results import PlayResult, host_results
 
 EventSink = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class TaskFailure:
-    host: str
-    task: str
-    message: str
-    role: str = ""
-
-
-@dataclass
-class PlayResult:
-    playbook: str
-    rc: int
-    status: str
-    seconds: float
-    changed: int = 0
-    ok: int = 0
-    failures: list[TaskFailure] = field(default_factory=list)
-    verify_output: str = ""
-    warnings: list[str] = field(default_factory=list)
-    output_tail: list[str] = field(default_factory=list)
-    findings: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # host -> doctor findings
-
-    @property
-    def succeeded(self) -> bool:
-        return self.rc == 0 and self.status == "successful" and not self.failures
+LEGACY_RUN_PREFIX = "RUN printed:"
 
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -68,7 +41,8 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _message(res: dict[str, Any]) -> str:
+def task_message(res: dict[str, Any]) -> str:
+    """The one thing a failed task said (its msg, else stderr, else stdout)."""
     for key in ("msg", "stderr", "stdout"):
         value = res.get(key)
         if value:
@@ -77,38 +51,42 @@ def _message(res: dict[str, Any]) -> str:
 
 
 class Collector:
-    """An ansible-runner event handler: builds the result, feeds the display, keeps no event files."""
+    """An ansible-runner event handler: gathers what the result needs, feeds the display, keeps no event files."""
 
-    def __init__(self, result: PlayResult, sink: EventSink | None) -> None:
-        self.result = result
+    def __init__(self, playbook: str, sink: EventSink | None) -> None:
+        self.result = PlayResult(playbook)
         self.sink = sink
+        self.stats: dict[str, Any] = {}
+        self.task_errors: dict[str, str] = {}  # host -> the failed task's message
+        self.legacy_output: dict[str, str] = {}
 
     def __call__(self, event: dict[str, Any]) -> bool:
-        result = self.result
         data = event.get("event_data", {})
-        name = event.get("event")
+        name = event.get("event", "")
+        res = data.get("res") or {}
         if event.get("stdout"):
-            result.output_tail = (result.output_tail + event["stdout"].splitlines())[-40:]
+            self.result.output_tail = (self.result.output_tail + event["stdout"].splitlines())[-40:]
         if name in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-            result.failures.append(
-                TaskFailure(data.get("host", "?"), data.get("task", "?"), _message(data.get("res", {})))
-            )
-        if (
-            name == "runner_on_ok"
-            and data.get("role") == "verify"
-            and str(data.get("res", {}).get("msg", "")).startswith("RUN printed:")
-        ):
-            result.verify_output = data["res"]["msg"].removeprefix("RUN printed:").strip()
-        if name and name.startswith("runner_on_") and data.get("res", {}).get("warnings"):
-            result.warnings += data["res"]["warnings"]
-        if name == "runner_on_ok" and data.get("task") == "Diagnose the host":
-            result.findings[data.get("host", "?")] = data.get("res", {}).get("findings", [])
+            self.task_errors[data.get("host", "?")] = f"{data.get('task', '?')}: {task_message(res)}"
+        if name.startswith("runner_on_") and isinstance(res, dict) and res.get("warnings"):
+            self.result.warnings += res["warnings"]
+        # Fallback for playbooks that do not publish their results yet; published data wins.
+        if name == "runner_on_ok" and str(res.get("msg", "")).startswith(LEGACY_RUN_PREFIX):
+            self.legacy_output[data.get("host", "?")] = res["msg"].removeprefix(LEGACY_RUN_PREFIX).strip()
         if name == "playbook_on_stats":
-            result.changed = sum(data.get("changed", {}).values())
-            result.ok = sum(data.get("ok", {}).values())
+            self.stats = data
         if self.sink:
             self.sink(event)
         return False  # keep no event files: the result above is what we need
+
+    def finish(self, rc: int, status: str, seconds: float) -> PlayResult:
+        result = self.result
+        result.rc, result.status, result.seconds = rc, status, seconds
+        result.hosts = host_results(self.stats, self.task_errors)
+        for host, line in self.legacy_output.items():
+            if host in result.hosts and not result.hosts[host].published:
+                result.hosts[host].build_output = line
+        return result
 
 
 def run_playbook(
@@ -120,31 +98,32 @@ def run_playbook(
     limit: str | None = None,
 ) -> PlayResult:
     """Run one of playbooks/*.yml; never raises for a failed play, the result says what failed."""
+    import ansible_runner
+
     # One private data dir per run: ansible-runner writes the inventory there, and runs at once
     # (bkprov matrix --jobs N, two terminals) must not see each other's.
     runs = state_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     private = Path(tempfile.mkdtemp(prefix=f"{Path(playbook).stem}-", dir=runs))
-    result = PlayResult(playbook, rc=-1, status="unstarted", seconds=0.0)
+    collector = Collector(playbook, sink)
     started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(private),
-        project_dir=str(playbooks_dir()),
-        playbook=playbook,
-        inventory=inventory,
-        extravars=extravars,
-        envvars=environment(),
-        limit=limit,
-        verbosity=verbosity or None,
-        quiet=True,
-        suppress_env_files=True,
-        event_handler=Collector(result, sink),
-    )
-    result.seconds = time.monotonic() - started
-    if not os.environ.get("BKPROV_KEEP_RUNS"):
-        shutil.rmtree(private, ignore_errors=True)
-    result.rc = runner.rc if runner.rc is not None else -1
-    result.status = runner.status
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(playbooks_dir()),
+            playbook=playbook,
+            inventory=inventory,
+            extravars=extravars,
+            envvars=environment(),
+            limit=limit,
+            verbosity=verbosity or None,
+            quiet=True,
+            suppress_env_files=True,
+            event_handler=collector,
+        )
+    finally:
+        if not os.environ.get("BKPROV_KEEP_RUNS"):
+            shutil.rmtree(private, ignore_errors=True)
     if runner.status == "canceled":  # ansible-runner turned Ctrl-C into a cancel
         raise KeyboardInterrupt
-    return result
+    return collector.finish(runner.rc if runner.rc is not None else -1, runner.status, time.monotonic() - started)

@@ -40,6 +40,14 @@ class ArtifactError(Exception):
     """A failure the user can act on; the message says what and how."""
 
 
+class DownloadError(ArtifactError):
+    """The file could not be fetched from upstream or the mirror."""
+
+
+class ChecksumMismatch(ArtifactError):
+    """The file is there but its sha256 is not the expected one."""
+
+
 @dataclass
 class Artifact:
     path: str
@@ -128,7 +136,7 @@ def _download(source: str, dest: str, progress: Optional[Progress], attempts: in
             if "://" not in source or source.startswith("file://"):
                 local = source[len("file://") :] if source.startswith("file://") else source
                 if not os.path.isfile(local):
-                    raise ArtifactError(f"the mirror has no {local}")
+                    raise DownloadError(f"the mirror has no {local}")
                 shutil.copyfile(local, partial)
             else:
                 with urllib.request.urlopen(source, timeout=60) as response, open(partial, "wb") as out:
@@ -153,7 +161,7 @@ def _download(source: str, dest: str, progress: Optional[Progress], attempts: in
                 os.unlink(partial)
             if attempt < attempts:
                 time.sleep(2**attempt)
-    raise ArtifactError(
+    raise DownloadError(
         f"could not download {source} ({last_error}). Offline? Point BKPROV_MIRROR at a mirror "
         "(URL or directory in the release layout) or add the file with `bkprov artifacts import`."
     )
@@ -200,7 +208,7 @@ def ensure(
                 f"in {os.path.join(cache_dir, LOCK_FILE)} and enforced from now on",
             )
         if actual != want:
-            raise ArtifactError(
+            raise ChecksumMismatch(
                 f"sha256 mismatch for {dest}: expected {want} ({origin}), actual {actual}. "
                 "Nothing was installed. Delete the file to fetch it again, or import your own build "
                 "with `bkprov artifacts import`."

@@ -1,13 +1,19 @@
-"""`bkprov doctor NAME|--inventory|--host|--container`: known causes of failure, with evidence and fixes."""
+"""`bkprov doctor NAME|--inventory|--host|--container`: known causes of failure, with evidence and fixes.
+
+Exit 0: every host healthy; 1: a problem found; 2: a host could not be checked (unreachable,
+unreadable, or Ansible never got to it).
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from bkprov.commands.options import Subparsers, add_json, add_selection, add_verbose, selection
-from bkprov.console import err, print_json
+from bkprov.console import print_json, problem
+from bkprov.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bkprov.plays import doctor
 from bkprov.report import show_findings
+from bkprov.results import PlayResult
 
 
 def register(subparsers: Subparsers) -> None:
@@ -20,16 +26,32 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def unchecked(result: PlayResult) -> list[str]:
+    """Hosts doctor could not check, with why: one line each."""
+    lines = [
+        f"{h.host}: {h.error or 'not checked'}" for h in result.hosts.values() if h.phase != "done" or not h.published
+    ]
+    if not result.ran:
+        lines.append("ansible-playbook did not reach any host: " + " / ".join(result.output_tail[-3:]))
+    return lines
+
+
+def exit_code(result: PlayResult) -> int:
+    if unchecked(result):
+        return EXIT_USAGE
+    return EXIT_OK if result.succeeded else EXIT_FAILED
+
+
 def run(options: argparse.Namespace) -> int:
     from bkprov.targets import resolve
 
     target = resolve(selection(options))
     result = doctor(target.inventory(), options.verbose)
     if options.json:
-        print_json({"findings": result.findings, "ok": result.succeeded})
-        return 0 if result.succeeded else 1
-    if not result.findings:
-        err.print("[red]doctor could not read the host:[/]\n" + "\n".join(result.output_tail), highlight=False)
-        return 1
-    problems = show_findings(result.findings)
-    return 1 if problems or not result.succeeded else 0
+        hosts = {name: host.as_json() for name, host in result.hosts.items()}
+        print_json({"ok": result.succeeded, "findings": result.findings, "hosts": hosts})
+        return exit_code(result)
+    show_findings(result.findings)
+    for line in unchecked(result):
+        problem(f"doctor could not check {line}")
+    return exit_code(result)

@@ -152,7 +152,8 @@ def run(options: argparse.Namespace) -> int:
     inventory = target.inventory()
     result = run_play("provision.yml", inventory, req.extravars(), f"provision {req.version}", req.verbose)
     seconds["ansible"] = result.seconds
-    problems = [] if result.succeeded else auto_doctor(inventory, req.verbose, show=not req.json)
+    failed = any(h.status == "failed" for h in result.hosts.values())
+    problems = auto_doctor(inventory, req.verbose, show=not req.json) if failed else []
     seconds["total"] = time.monotonic() - started
     summary: dict[str, Any] = {
         "version": req.version,
@@ -165,4 +166,19 @@ def run(options: argparse.Namespace) -> int:
         summary["tcp_client"] = tcp_client_command(req, target.name)
         if not req.json and result.succeeded:
             out.print(f"TCP: {summary['tcp_client']}", highlight=False)
-    return report(result, summary, req.json)
+    if not result.succeeded and target.kind in targets.KINDS:
+        summary["kept"] = kept_for_inspection(target)
+    code = report(result, summary, req.json)
+    if "kept" in summary:
+        log(f"kept {target.kind} {target.name} for inspection:")
+        for command in summary["kept"].values():
+            err.print(f"  {command}", highlight=False)
+    return code
+
+
+def kept_for_inspection(target: Target) -> dict[str, str]:
+    """The commands to look into a target whose provision failed, and to remove it."""
+    return {
+        "journal": f"bkprov exec {target.name} -- journalctl -u buildkit --no-pager",
+        "destroy": f"bkprov destroy {target.name}",
+    }

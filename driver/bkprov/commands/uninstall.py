@@ -31,4 +31,4 @@ def run(options: argparse.Namespace) -> int:
     if result.succeeded:
         kept = "removed /var/lib/buildkit too" if purge else "kept /var/lib/buildkit (--purge removes it)"
         log(f"uninstalled BuildKit (units, binaries, configuration, group); {kept}")
-    return 0 if result.succeeded else 1
+    return result.exit_code()
