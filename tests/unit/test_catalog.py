@@ -179,11 +179,13 @@ def test_runc_release_problems_are_reported(cat):
     assert "runc v1.1.4: unknown defect no-such" in problems
 
 
-def test_series_and_era_problems_are_reported():
+def test_series_era_and_defect_link_problems_are_reported():
     raw = raw_doc()
     raw["series"]["v0.10"]["colour"] = "blue"
     raw["flag_eras"]["E3"]["since"] = "v0.3.0"
+    raw["defects"]["runc-masked-paths-old-kernel"]["bundled_runc_defect"] = "no-such"
     problems = shared.validate(raw)
+    assert "defect runc-masked-paths-old-kernel: bundled_runc_defect no-such not in runc_defects" in problems
     assert "series v0.10: unknown field(s) colour" in problems
     assert "flag era E3: since v0.3.0 is not after the previous era's" in problems
 

@@ -261,7 +261,7 @@ def test_buildkitd_toml_without_registries_and_with_debug(buildkit_render):
     assert parsed["debug"] is True
     assert parsed["worker"]["oci"]["snapshotter"] == "native"
     assert "registry" not in parsed
-    assert "(E11)" in text
+    assert "(E14)" in text
 
 
 def test_buildkitd_toml_several_registries_sorted(buildkit_render):
