@@ -8,6 +8,7 @@ is a privileged Docker container running systemd (bkprov's container target), ch
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -594,3 +595,393 @@ def test_journal_nested_overlay_mount_error_in_buildkit_log_format():
         r'lowerdir=/var/lib/buildkit/l\", err: invalid argument"'
     )
     assert only(diagnosis.diagnose(host(journal=line)), "journal:nested-overlayfs").status == PROBLEM
+
+
+# --- what doctor reads from the running system (host_facts discover) ---------------------------------------------
+
+RECORDINGS = Path(__file__).resolve().parent / "doctor_recordings"
+DROP_IN = "/etc/systemd/system/buildkit.service.d/50-local.conf"
+
+
+def recorded(name: str) -> str:
+    return (RECORDINGS / name).read_text()
+
+
+def setting(value, source: str) -> dict:
+    return {"value": value, "source": source}
+
+
+def from_drop_in(token: str) -> str:
+    return f"cmdline: {token} (/proc/144/cmdline; ExecStart at {DROP_IN}:3)"
+
+
+def effective(**changes) -> dict:
+    """buildkitd_config.effective() as host_facts returns it for v0.10.6 under upstream's units and a drop-in."""
+    eff = {
+        "toml_error": "",
+        "config": setting("/etc/buildkit/buildkitd.toml", "default (no --config flag)"),
+        "config_exists": False,
+        "root": setting("/var/lib/buildkit", "default (no --root flag)"),
+        "addr": setting(["fd://"], from_drop_in("--addr fd://")),
+        "snapshotter": setting("auto", "default (no --oci-worker-snapshotter flag)"),
+        "runtime": setting("", "default (no --oci-worker-binary flag)"),
+        "runtime_path": "/usr/local/bin/buildkit-runc",
+    }
+    eff.update(changes)
+    return eff
+
+
+ARGV = ["/usr/local/bin/buildkitd", "--addr", "fd://"]
+
+
+def daemon(**changes) -> dict:
+    """A socket-activated v0.10.6 that answers (host_facts' daemon evidence)."""
+    info = {
+        "unit": "buildkit.service",
+        "unit_props": {"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "Result": "success"},
+        "pid": 144,
+        "argv": ARGV,
+        "unit_argv": ARGV,
+        "origin": ["cmdline", "/proc/144/cmdline"],
+        "exe": "/usr/local/bin/buildkitd",
+        "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "exec_start": [DROP_IN, 3, "ExecStart=" + " ".join(ARGV)],
+        "version": "buildkitd github.com/moby/buildkit v0.10.6 0c9b5aeb269c740650786ba77d882b0259415ec7\n",
+        "addr": "unix:///run/buildkit/buildkitd.sock",
+        "addr_source": "fd:// (socket unit ListenStream /run/buildkit/buildkitd.sock)",
+        "buildctl": "/usr/local/bin/buildctl",
+        "workers_rc": 0,
+        "workers": recorded("workers-v0.10.6-native.txt").replace("native", "overlayfs"),
+    }
+    info.update(changes)
+    return info
+
+
+PROBE_COMMAND = "/usr/local/bin/buildctl --addr unix:///run/buildkit/buildkitd.sock build --no-cache …"
+
+
+def probe(output: str, rc=1, ran: bool = True) -> dict:
+    return {"ran": ran, "skipped": "", "rc": rc, "output": output, "command": PROBE_COMMAND}
+
+
+def discovered(**changes) -> dict:
+    """A healthy foreign v0.10.6 as doctor reads it: volume on the root, runc 1.0.2, answering, probe ok."""
+    evidence = host(
+        runtime_version=RUNC_102,
+        effective=effective(),
+        daemon=daemon(),
+        probe=probe(recorded("probe-ok-v0.10.6.txt"), rc=0),
+    )
+    evidence.update(changes)
+    return {key: value for key, value in evidence.items() if value is not None}
+
+
+def test_a_healthy_foreign_install_is_all_ok(release_of):
+    findings = diagnosis.diagnose(discovered(), release_of("v0.10.6"), release_of("runc:v1.0.2"))
+    assert {f.check: f.status for f in findings if f.status != OK} == {}
+    assert only(findings, "probe").evidence.splitlines()[-1] == "#5 0.151 bkprov doctor probe: RUN ok"
+    assert only(findings, "buildkitd").summary == "buildkitd v0.10.6 running as pid 144 (buildkit.service)"
+    assert only(findings, "daemon").evidence.splitlines()[1:] == [
+        "org.mobyproject.buildkit.worker.executor: oci",
+        "org.mobyproject.buildkit.worker.network: host",
+        "org.mobyproject.buildkit.worker.snapshotter: overlayfs",
+    ]
+
+
+# Recorded probe failures: the finding each gives (check, words its evidence carries).
+PROBE_CAUSES = {
+    "probe-nested-overlayfs-v0.10.6.txt": ("probe:nested-overlayfs", "did not complete successfully: invalid argument"),
+    "probe-runtime-no-seccomp-v0.12.5.txt": (
+        "probe:runtime-no-seccomp",
+        "runc run failed: unable to start container process: seccomp: config provided but seccomp not supported",
+    ),
+    "probe-keycreate-v0.4.0-composed.txt": ("probe:keycreate", "write /proc/self/attr/keycreate: invalid argument"),
+    "probe-cgroupns-cgroup-v1-v0.12.0-composed.txt": (
+        "probe:cgroupns-cgroup-v1",
+        'error mounting "cgroup" to rootfs at "/sys/fs/cgroup"',
+    ),
+    "probe-old-runc-cgroup-v2-v0.4.0-composed.txt": ("probe:old-runc-cgroup-v2", "mountpoint for cgroup not found"),
+}
+
+
+def nested_overlay_host() -> dict:
+    """Root on the container's overlay root, overlayfs forced by a drop-in (what the real test sets up)."""
+    return discovered(
+        mountinfo=mountinfo(volume=False),
+        snapshotter="overlayfs",
+        buildkit_root="/srv/buildkit",
+        effective=effective(
+            snapshotter=setting("overlayfs", from_drop_in("--oci-worker-snapshotter=overlayfs")),
+            root=setting("/srv/buildkit", from_drop_in("--root /srv/buildkit")),
+        ),
+        probe=probe(recorded("probe-nested-overlayfs-v0.10.6.txt")),
+    )
+
+
+@pytest.mark.parametrize("recording", list(PROBE_CAUSES))
+def test_a_failed_probe_is_sorted_into_its_cause(recording):
+    check, words = PROBE_CAUSES[recording]
+    evidence = nested_overlay_host() if "nested" in recording else discovered(probe=probe(recorded(recording)))
+    findings = diagnosis.diagnose(evidence)
+    probes = [f for f in findings if f.check.startswith("probe")]
+    assert [(f.check, f.status) for f in probes] == [(check, PROBLEM)]
+    assert words in probes[0].evidence
+    assert probes[0].cause and probes[0].fix
+
+
+def test_nested_overlayfs_probe_names_the_root_mount_and_the_snapshotter():
+    finding = only(diagnosis.diagnose(nested_overlay_host()), "probe:nested-overlayfs")
+    assert finding.evidence.splitlines()[1:] == [OVERLAY_ROOT, "snapshotter in use: overlayfs"]
+    assert finding.fix == "put a volume or tmpfs on /srv/buildkit (/ is overlay), or use the native snapshotter"
+
+
+def test_nested_overlayfs_config_names_the_drop_in():
+    finding = only(diagnosis.diagnose(nested_overlay_host()), "nested-overlayfs")
+    assert finding.status == PROBLEM
+    assert finding.evidence.splitlines() == [
+        OVERLAY_ROOT,
+        "snapshotter overlayfs: " + from_drop_in("--oci-worker-snapshotter=overlayfs"),
+        "root /srv/buildkit: " + from_drop_in("--root /srv/buildkit"),
+        "buildctl debug workers -v: org.mobyproject.buildkit.worker.snapshotter: overlayfs",
+    ]
+
+
+def test_the_bare_invalid_argument_is_not_nested_overlayfs_on_a_volume():
+    # Same error text, but the root is on a volume: not a cause doctor knows, so never "ok" and never guessed.
+    evidence = discovered(probe=probe(recorded("probe-nested-overlayfs-v0.10.6.txt")))
+    (finding,) = [f for f in diagnosis.diagnose(evidence) if f.check.startswith("probe")]
+    assert (finding.check, finding.status) == ("probe", PROBLEM)
+    assert finding.summary == "the probe build failed (exit 1) with an error bkprov does not know"
+
+
+def test_an_unknown_probe_failure_shows_the_raw_error_and_the_other_problems():
+    evidence = discovered(
+        probe=probe(recorded("probe-unknown-composed.txt")), proc1_status=proc1_status(CAP_DOCKER_DEFAULT)
+    )
+    finding = only(diagnosis.diagnose(evidence), "probe")
+    assert finding.status == PROBLEM
+    assert finding.evidence.startswith(PROBE_COMMAND)
+    assert finding.evidence.endswith("did not complete successfully: no space left on device")
+    assert "the problems found (capabilities) may explain it" in finding.cause
+
+
+def test_a_probe_that_exits_0_without_its_run_line_is_not_ok():
+    output = recorded("probe-ok-v0.10.6.txt").replace("bkprov doctor probe: RUN ok", "something else")
+    assert only(diagnosis.diagnose(discovered(probe=probe(output, rc=0))), "probe").status == PROBLEM
+
+
+def test_the_command_line_echo_is_not_the_run_line():
+    # buildctl echoes the RUN command; the mark appears only in what RUN printed.
+    output = recorded("probe-nested-overlayfs-v0.10.6.txt")
+    assert "RUN $s" in output and diagnosis.PROBE_RUN_MARK not in output
+
+
+def test_a_probe_not_run_is_a_warning_with_the_reason():
+    skipped = {"ran": False, "skipped": "buildkitd does not answer (see the daemon finding)", "command": ""}
+    finding = only(diagnosis.diagnose(discovered(probe=skipped)), "probe")
+    assert (finding.status, finding.summary) == (
+        WARNING,
+        "probe build not run: buildkitd does not answer (see the daemon finding)",
+    )
+
+
+def test_a_working_probe_outweighs_a_predicted_runtime_defect(release_of):
+    # A hand-built rc7 without the selinux tag: the catalog's keycreate defect does not hit it.
+    rc7 = release_of("runc:v1.0.0-rc7")
+    evidence = discovered(runtime_version=RUNC_RC7)
+    finding = only(diagnosis.diagnose(evidence, release_of("v0.4.0"), rc7), "runtime")
+    assert finding.status == WARNING
+    assert finding.summary == "builds run on runc 1.0.0-rc7 (catalog defect keycreate); yet the probe build worked here"
+    failed = discovered(runtime_version=RUNC_RC7, probe=probe(recorded("probe-keycreate-v0.4.0-composed.txt")))
+    assert only(diagnosis.diagnose(failed, release_of("v0.4.0"), rc7), "runtime").status == PROBLEM
+
+
+def test_the_catalogs_keycreate_texts_name_the_probe_failure(release_of):
+    rc7 = release_of("runc:v1.0.0-rc7")
+    evidence = discovered(runtime_version=RUNC_RC7, probe=probe(recorded("probe-keycreate-v0.4.0-composed.txt")))
+    finding = only(diagnosis.diagnose(evidence, None, rc7), "probe:keycreate")
+    (detail,) = rc7["defect_details"]
+    assert (finding.cause, finding.fix) == (detail["summary"], detail["fix"])
+
+
+# --- defect texts come from the catalog ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "defect"), [("v0.4.0-on-v2", "old-runc-cgroup-v2"), ("v0.12.0-on-v1", "cgroupns-cgroup-v1")]
+)
+def test_cgroup_defect_texts_are_the_catalogs(diagnosed, release_of, scenario, defect):
+    version = SCENARIOS[scenario][1]
+    (detail,) = [d for d in release_of(version)["defect_details"] if d["id"] == defect]
+    finding = only(diagnosed(scenario), "cgroups")
+    assert (finding.cause, finding.fix) == (detail["summary"], detail["fix"])
+
+
+def test_a_journal_sign_of_the_releases_defect_uses_the_catalogs_texts(release_of):
+    release = release_of("v0.12.0")
+    (detail,) = [d for d in release["defect_details"] if d["id"] == "cgroupns-cgroup-v1"]
+    evidence = host(journal=SIGN_LINES["cgroupns-cgroup-v1"])
+    finding = only(diagnosis.diagnose(evidence, release), "journal:cgroupns-cgroup-v1")
+    assert (finding.cause, finding.fix) == (detail["summary"], detail["fix"])
+
+
+def test_no_version_facts_are_written_in_diagnosis():
+    # Release facts belong to the catalog: diagnosis.py names no BuildKit release.
+    source = Path(diagnosis.__file__).read_text()
+    assert not re.findall(r"v0\.\d+\.\d+", source)
+
+
+# --- the runtime --------------------------------------------------------------------------------------------------
+
+RUNC_NOSECCOMP = (
+    "runc version 1.1.12+noseccomp\ncommit: 51d5e94601ceffbbd85688df1c928ecccbfa4685\nspec: 1.0.2-dev\ngo: go1.21.13\n"
+)
+RUNC_RC6 = "runc version 1.0.0-rc6\ncommit: ccb5efd37fb7c86364786e9137e22948751de7ed\nspec: 1.0.1-dev\n"
+
+
+def test_a_runc_without_seccomp_is_a_warning_before_any_build():
+    runtime = setting("/usr/local/sbin/runc-noseccomp", '/etc/bk.toml:2: binary = "/usr/local/sbin/runc-noseccomp"')
+    evidence = host(
+        runtime_version=RUNC_NOSECCOMP,
+        effective=effective(runtime=runtime, runtime_path="/usr/local/sbin/runc-noseccomp"),
+    )
+    finding = only(diagnosis.diagnose(evidence), "runtime")
+    assert (finding.status, finding.summary) == (WARNING, "runc 1.1.12+noseccomp was built without seccomp")
+    assert finding.evidence.splitlines() == [
+        "/usr/local/sbin/runc-noseccomp --version: runc version 1.1.12+noseccomp",
+        'runtime /usr/local/sbin/runc-noseccomp: /etc/bk.toml:2: binary = "/usr/local/sbin/runc-noseccomp"',
+        "(no libseccomp line in --version)",
+    ]
+    assert "buildkit-runc" in finding.fix
+
+
+def test_runc_before_1_0_prints_no_libseccomp_line_and_is_fine():
+    assert only(diagnosis.diagnose(host(runtime_version=RUNC_RC6)), "runtime").status == OK
+
+
+def test_a_runtime_that_is_not_there_is_a_problem():
+    runtime = setting("runc", '/etc/bk.toml:2: binary = "runc"')
+    evidence = host(runtime_version="", effective=effective(runtime=runtime, runtime_path=""), daemon=daemon())
+    finding = only(diagnosis.diagnose(evidence), "runtime")
+    assert (finding.status, finding.summary) == (PROBLEM, "the OCI runtime runc is not in buildkitd's PATH")
+    assert finding.evidence.splitlines()[-1].startswith("PATH=/usr/local/sbin:")
+
+
+# --- buildkitd, its config, its daemon ----------------------------------------------------------------------------
+
+
+def test_no_buildkitd_at_all_is_a_warning():
+    nothing = daemon(pid=0, argv=[], exe="", unit_props={"LoadState": "not-found"}, workers_rc=None, not_asked="")
+    findings = diagnosis.diagnose(host(daemon=nothing))
+    assert only(findings, "buildkitd").status == WARNING
+    assert only(findings, "buildkitd").evidence.endswith("LoadState=not-found; none in PATH")
+    assert only(findings, "daemon").status == WARNING
+
+
+def test_a_buildkitd_not_running_names_the_unit_it_would_run_from():
+    stopped = daemon(pid=0, origin=["systemctl", "buildkit.service"], version="", workers_rc=None, not_asked="x")
+    finding = only(diagnosis.diagnose(host(daemon=stopped)), "buildkitd")
+    assert finding.summary == "buildkitd (version unknown) not running (buildkit.service)"
+    assert finding.evidence.splitlines()[:2] == [
+        "systemctl show buildkit.service: ExecStart argv[]=/usr/local/bin/buildkitd --addr fd://",
+        f"{DROP_IN}:3: ExecStart=/usr/local/bin/buildkitd --addr fd://",
+    ]
+
+
+def test_a_process_started_by_hand_is_told_apart_from_the_unit():
+    by_hand = daemon(argv=["/usr/local/bin/buildkitd", "--root", "/srv/other"])
+    evidence = only(diagnosis.diagnose(host(daemon=by_hand)), "buildkitd").evidence.splitlines()
+    assert evidence[1].endswith("(buildkit.service; not what runs)")
+
+
+def test_a_failed_unit_is_a_problem_with_its_journal_lines():
+    failed = daemon(
+        pid=0,
+        unit_props={"LoadState": "loaded", "ActiveState": "failed", "SubState": "failed", "Result": "exit-code"},
+        workers_rc=None,
+        not_asked="/run/buildkit/buildkitd.sock does not exist",
+    )
+    finding = only(diagnosis.diagnose(host(daemon=failed, journal=SIGN_LINES["git-missing"])), "daemon")
+    assert (finding.status, finding.summary) == (PROBLEM, "buildkit.service failed")
+    assert finding.evidence.splitlines() == [
+        "systemctl show buildkit.service: ActiveState=failed SubState=failed Result=exit-code",
+        SIGN_LINES["git-missing"],
+    ]
+
+
+def test_a_restart_loop_is_a_problem():
+    looping = daemon(unit_props={"ActiveState": "activating", "SubState": "auto-restart", "NRestarts": "4"})
+    looping.update(workers_rc=None, not_asked="", pid=0)
+    assert only(diagnosis.diagnose(host(daemon=looping)), "daemon").summary == "buildkit.service keeps restarting"
+
+
+def test_a_running_daemon_that_does_not_answer_is_a_problem():
+    silent = daemon(workers_rc=1, workers="error: context deadline exceeded\n")
+    finding = only(diagnosis.diagnose(host(daemon=silent)), "daemon")
+    assert (finding.status, finding.summary) == (
+        PROBLEM,
+        "buildkitd does not answer on unix:///run/buildkit/buildkitd.sock",
+    )
+    assert "error: context deadline exceeded" in finding.evidence
+
+
+def test_a_config_file_buildkitd_cannot_parse_is_a_problem():
+    eff = effective(
+        config=setting("/etc/bk/custom.toml", "cmdline: --config /etc/bk/custom.toml (/proc/144/cmdline)"),
+        config_exists=True,
+        toml_error="Expected '=' after a key in a key/value pair (at line 2, column 5)",
+    )
+    finding = only(diagnosis.diagnose(host(effective=eff)), "config")
+    assert (finding.status, finding.summary) == (PROBLEM, "buildkitd cannot parse its config file /etc/bk/custom.toml")
+    assert finding.evidence.startswith("/etc/bk/custom.toml: Expected '=' after a key")
+
+
+def test_a_missing_config_file_given_on_the_command_line_is_a_warning():
+    eff = effective(config=setting("/etc/bk/typo.toml", "cmdline: --config /etc/bk/typo.toml (/proc/144/cmdline)"))
+    finding = only(diagnosis.diagnose(host(effective=eff)), "config")
+    assert (finding.status, finding.summary) == (
+        WARNING,
+        "the config file /etc/bk/typo.toml given to buildkitd does not exist",
+    )
+    assert only(diagnosis.diagnose(host(effective=effective())), "config").status == OK  # the default may be absent
+
+
+# --- host requirements and inotify --------------------------------------------------------------------------------
+
+SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def test_a_required_tool_missing_is_a_problem_with_the_catalogs_reason(release_of):
+    release = release_of("v0.3.0")
+    (need,) = [d for d in release["host_requirement_details"] if d["name"] == "git"]
+    assert need["level"] == "required"
+    finding = only(diagnosis.diagnose(host(host_tools={"PATH": SYSTEMD_PATH, "git": ""}), release), "requires:git")
+    assert (finding.status, finding.summary) == (
+        PROBLEM,
+        "BuildKit v0.3.0 requires git, which is not in buildkitd's PATH",
+    )
+    assert finding.evidence == f"PATH={SYSTEMD_PATH}: no git"
+    assert finding.cause == need["why"]
+    assert finding.fix == "install git on the host (Debian/Ubuntu: apt-get install git)"
+
+
+def test_an_optional_tool_missing_is_a_warning_and_a_present_one_ok(release_of):
+    release = release_of("v0.10.6")
+    missing = only(diagnosis.diagnose(host(host_tools={"PATH": SYSTEMD_PATH, "git": ""}), release), "requires:git")
+    assert missing.status == WARNING
+    present = host(host_tools={"PATH": SYSTEMD_PATH, "git": "/usr/bin/git"})
+    assert only(diagnosis.diagnose(present, release), "requires:git").summary == "git is at /usr/bin/git"
+
+
+@pytest.mark.parametrize(("used", "status"), [(6, OK), (102, OK), (103, WARNING), (149, WARNING)])
+def test_inotify_instances_close_to_the_limit_are_a_warning(used, status):
+    inotify = {"max_user_instances": 128, "instances": used, "max_user_watches": 0, "processes": 40, "uid": 0}
+    finding = only(diagnosis.diagnose(host(inotify=inotify)), "inotify-instances")
+    assert finding.status == status
+    assert finding.evidence == (
+        f"/proc/sys/fs/inotify/max_user_instances: 128; in use by uid 0: {used} (from /proc/*/fd of the 40 processes"
+        " visible here)"
+    )
+    if status == WARNING:
+        assert "sysctl -w fs.inotify.max_user_instances=1024" in finding.fix
+        assert "dies while booting" in finding.cause

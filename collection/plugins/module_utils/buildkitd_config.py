@@ -126,16 +126,31 @@ def parse_show(text):
     return props
 
 
-def exec_start_argv(value):
-    """The argv of the (last) command in a ``systemctl show`` ExecStart value:
-    ``{ path=/usr/local/bin/buildkitd ; argv[]=/usr/local/bin/buildkitd --addr fd:// ; ignore_errors=no ; … }``."""
+def exec_start_text(value):
+    """The argv text of the (last) command in a ``systemctl show`` ExecStart value:
+    ``{ path=/usr/local/bin/buildkitd ; argv[]=/usr/local/bin/buildkitd --addr fd:// ; ignore_errors=no ; … }``.
+    systemd (252) joins argv with spaces and no quoting."""
     commands = re.findall(r"argv\[\]=(.*?) ; (?:ignore_errors|start_time|flags)=", value)
-    if not commands:
-        return []
+    return commands[-1] if commands else ""
+
+
+def split_words(text):
     try:
-        return shlex.split(commands[-1])
+        return shlex.split(text)
     except ValueError:  # an unbalanced quote in a value: words are still better than nothing
-        return commands[-1].split()
+        return text.split()
+
+
+def exec_start_argv(value, unit_line=""):
+    """The argv of the service's command. ``systemctl show`` loses the quoting of words with spaces;
+    the unit file's own line (``unit_line``, from exec_start_location) keeps it, so it is used when it
+    is the same command (no specifiers or variables to expand)."""
+    text = exec_start_text(value)
+    if unit_line and "=" in unit_line:
+        written = split_words(unit_line.split("=", 1)[1].strip().lstrip("-@:+!"))
+        if written and " ".join(written) == text:
+            return written
+    return split_words(text)
 
 
 def unit_lines(text):
@@ -147,7 +162,7 @@ def unit_lines(text):
         if not pending:
             start = number
         if line.endswith("\\"):
-            pending += line[:-1] + " "
+            pending += line[:-1].rstrip() + " "
             continue
         lines.append((start, pending + line))
         pending = ""

@@ -431,7 +431,7 @@ SIGNS = (
     ),
     (
         "git-missing",
-        r"failed to find git binary",
+        r"buildkitd: failed to find git binary",  # v0.3.x exits; later versions only warn (git source off)
         "",
         "buildkitd's git source needs git in buildkitd's PATH; this buildkitd exits at start without it",
         "install git on the host (Debian/Ubuntu: apt-get install git)",
@@ -750,6 +750,28 @@ def diagnose(evidence: dict, release: dict | None = None, runtime_release: dict 
     if "daemon" in evidence:
         findings.append(check_daemon(evidence))
     if "probe" in evidence:
-        findings += check_probe(evidence, findings, table, details)
+        probe = check_probe(evidence, findings, table, details)
+        if probe[0].status == OK:
+            findings = [proven_wrong(f) for f in findings]
+        findings += probe
     findings += check_journal(evidence, details)
     return findings
+
+
+# Checks that predict a build failure from versions and mounts; a probe build that worked outweighs them.
+PREDICTIONS = ("runtime", "cgroups", "nested-overlayfs")
+
+
+def proven_wrong(finding: Finding) -> Finding:
+    """A predicted problem the probe build contradicts: a warning that says so (e.g. a runc rc7 built
+    without the selinux tag, which the catalog's keycreate defect does not hit)."""
+    if finding.check not in PREDICTIONS or finding.status != PROBLEM:
+        return finding
+    return Finding(
+        finding.check,
+        WARNING,
+        finding.summary + "; yet the probe build worked here",
+        finding.evidence,
+        finding.cause,
+        finding.fix,
+    )

@@ -329,18 +329,20 @@ def find_daemon(unit_param, systemd):
         except OSError:
             pass
         daemon["path"] = environ_path(pid)
-    elif props.get("LoadState") == "loaded" and props.get("ExecStart"):
-        daemon.update(argv=bc.exec_start_argv(props["ExecStart"]), origin=["systemctl", daemon["unit"]])
-    daemon["unit_argv"] = bc.exec_start_argv(props.get("ExecStart", ""))
+    location = ("", 0, "")
+    if props.get("FragmentPath"):
+        files = [props["FragmentPath"], *props.get("DropInPaths", "").split()]
+        location = bc.exec_start_location([(f, read(f)) for f in files])
+    daemon["exec_start"] = list(location)
+    daemon["unit_argv"] = bc.exec_start_argv(props.get("ExecStart", ""), location[2])
+    if not pid and props.get("LoadState") == "loaded" and daemon["unit_argv"]:
+        daemon.update(argv=daemon["unit_argv"], origin=["systemctl", daemon["unit"]])
     daemon["unit_props"] = {k: v for k, v in props.items() if k != "ExecStart"}
     if not daemon["path"]:
         env = re.search(r"(?:^|\s)PATH=(\S+)", props.get("Environment", ""))
         daemon["path"] = env.group(1) if env else bc.SYSTEMD_PATH
     if not daemon["exe"]:
         daemon["exe"] = which(daemon["argv"][0] if daemon["argv"] else "buildkitd", daemon["path"])
-    if props.get("FragmentPath"):
-        files = [props["FragmentPath"], *props.get("DropInPaths", "").split()]
-        daemon["exec_start"] = list(bc.exec_start_location([(f, read(f)) for f in files]))
     return daemon
 
 
@@ -566,7 +568,8 @@ def discover(module, p, evidence, systemd):
     evidence.update(
         effective=eff,
         daemon=daemon,
-        buildkit_root=existing(eff["root"]["value"]),
+        # Symlinks resolved; a root not made yet lands on the mount of its nearest parent all the same.
+        buildkit_root=os.path.realpath(eff["root"]["value"]),
         snapshotter=eff["snapshotter"]["value"],
     )
     if eff["runtime_path"]:
