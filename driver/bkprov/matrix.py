@@ -84,7 +84,33 @@ def fetch_all(row: Row) -> bool:
     return True
 
 
-def run_one(row: Row, extra: list[str], lock: threading.Lock) -> None:
+def free(row: Row) -> None:
+    """Destroy the row's target (and its volume) if bkprov made it; nothing when there is none."""
+    import docker.errors
+
+    from bkprov import targets
+
+    try:
+        made = targets.find(row.name)
+    except BkprovError:  # never made (artifacts missing), already gone, or not a bkprov target
+        return
+    try:
+        made.destroy()
+    except (BkprovError, docker.errors.DockerException) as exc:
+        row.cause = f"{row.cause}; target {row.name} not destroyed: {exc}".lstrip("; ")
+
+
+def run_one(row: Row, extra: list[str], lock: threading.Lock, keep: bool = False) -> None:
+    """One version, start to end. Its target is destroyed here, as soon as the row is final
+    (not at the end of the matrix), so at most --jobs targets are alive at once."""
+    try:
+        provision_row(row, extra, lock)
+    finally:
+        if not keep:
+            free(row)
+
+
+def provision_row(row: Row, extra: list[str], lock: threading.Lock) -> None:
     started = time.monotonic()
     missing = any(not item.cached for item in artifacts.needed(row.version))
     with lock:
@@ -104,7 +130,10 @@ def run_one(row: Row, extra: list[str], lock: threading.Lock) -> None:
         except ValueError:
             row.phase, row.provision_ok = ERROR, False
             lines = proc.stderr.strip().splitlines()
-            row.cause = lines[-1] if lines else f"exit {proc.returncode}"
+            # The error's first line (a multi-line one, e.g. a container that died at boot,
+            # goes on with its evidence): the last line bkprov started.
+            started_lines = [line.removeprefix("bkprov: ") for line in lines if line.startswith("bkprov: ")]
+            row.cause = (started_lines or lines or [f"exit {proc.returncode}"])[-1]
 
 
 def table(rows: list[Row]) -> Table:
@@ -140,34 +169,44 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_rows(rows: list[Row], jobs: int, extra: list[str], console: Console) -> None:
+def run_rows(rows: list[Row], jobs: int, extra: list[str], console: Console, keep: bool = False) -> None:
     lock = threading.Lock()
     with Live(table(rows), console=console, refresh_per_second=2, transient=not console.is_terminal) as live:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(run_one, row, extra, lock) for row in rows]
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
+            futures = [pool.submit(run_one, row, extra, lock, keep) for row in rows]
             while not all(f.done() for f in futures):
                 with lock:
                     live.update(table(rows))
                 time.sleep(0.5)
             for future in futures:
                 future.result()
+        finally:
+            # Ctrl-C: rows not started yet never start; running ones end (their provision got
+            # the signal too) and free their targets.
+            pool.shutdown(wait=True, cancel_futures=True)
         live.update(table(rows))
     if not console.is_terminal:
         console.print(table(rows))
 
 
 def run_matrix(
-    versions: list[str], target: str, jobs: int, keep: bool, extra: list[str], report: Path, console: Console
+    versions: list[str],
+    target: str,
+    jobs: int,
+    keep: bool,
+    extra: list[str],
+    report: Path,
+    console: Console,
+    prefix: str = "bkprov-matrix",
 ) -> list[Row]:
-    rows = [Row(catalog.get(v).version, target, name=f"bkprov-matrix-{v.replace('.', '-')}") for v in versions]
+    rows = [Row(catalog.get(v).version, target, name=f"{prefix}-{v.replace('.', '-')}") for v in versions]
     try:
-        run_rows(rows, jobs, extra, console)
+        run_rows(rows, jobs, extra, console, keep)
     finally:
-        if not keep:
+        if not keep:  # each row freed its own target; this catches an interrupted run's
             for row in rows:
-                subprocess.run(
-                    [sys.executable, "-m", "bkprov.cli", "destroy", row.name], capture_output=True, check=False
-                )
+                free(row)
     try:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.with_suffix(".md").write_text(markdown(rows))

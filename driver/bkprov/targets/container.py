@@ -8,10 +8,14 @@ mounted read-write so systemd can run. The container has no network of its own.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import docker
@@ -174,6 +178,9 @@ def _run(
         labels={KIND_LABEL: "container", VERSION_LABEL: version, CAPS_LABEL: caps},
         cgroupns="host",
         stop_signal="SIGRTMIN+3",  # systemd's clean shutdown
+        # A terminal gives systemd a /dev/console: without one its boot messages, and the last
+        # words of a PID 1 that dies at boot, go nowhere and `docker logs` is empty.
+        tty=True,
         network_mode=network,
         tmpfs={"/run": "rw,mode=755", "/run/lock": "rw", "/tmp": "rw,exec,mode=1777"},
         volumes={
@@ -211,21 +218,165 @@ def create(cli: docker.DockerClient, name: str, image: str, version: str, log: L
 
 
 def wait_for_systemd(container: Container, timeout: float = 60) -> None:
-    """Wait until systemd reports running or degraded; show its state on timeout."""
+    """Wait until systemd reports running or degraded; say why when it dies or stalls."""
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:
         container.reload()
         if container.status != "running":
-            logs = container.logs(tail=20).decode(errors="replace")
-            raise BkprovError(f"container {container.name} exited while booting systemd:\n{logs}")
-        _, out = container.exec_run(["systemctl", "is-system-running"])
+            raise boot_failure(container)
+        try:
+            _, out = container.exec_run(["systemctl", "is-system-running"])
+        except docker.errors.APIError:  # died between the reload and the exec
+            container.reload()
+            if container.status != "running":
+                raise boot_failure(container) from None
+            raise
         state = out.decode(errors="replace").strip()
         if state in ("running", "degraded"):
             return
         time.sleep(0.3)
     raise BkprovError(
-        f"systemd in {container.name} did not come up within {timeout:.0f} s (state: {state or 'unknown'})"
+        f"systemd in {container.name} did not come up within {timeout:.0f} s (state: {state or 'unknown'})\n"
+        f"systemd's console (`docker logs {container.name}`):\n{_indent(console_tail(container))}\n"
+        f"{inotify_use().verdict()}"
+    )
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def console_tail(container: Container, lines: int = 20) -> str:
+    """The last lines systemd wrote to its console (the container's terminal), without colours."""
+    try:
+        raw = container.logs(tail=lines).decode(errors="replace")
+    except docker.errors.APIError as exc:
+        return f"(could not read the logs: {exc.explanation or exc})"
+    text = ANSI_ESCAPE.sub("", raw).replace("\r", "")
+    return "\n".join(line for line in text.splitlines() if line.strip())
+
+
+def _indent(text: str) -> str:
+    return textwrap.indent(text or "(empty)", "  ")
+
+
+def boot_failure(container: Container) -> BkprovError:
+    """Why a container exited while systemd was booting: its exit code, Docker's State.Error,
+    systemd's console and whether the host has inotify instances left for another systemd."""
+    state = container.attrs.get("State", {})
+    console = console_tail(container)
+    # The line that explains it is systemd's last complaint, e.g. "Failed to allocate manager
+    # object: Too many open files" (no inotify instance left).
+    complaints = [line.strip() for line in console.splitlines() if "fail" in line.lower() or "error" in line.lower()]
+    with_reason = [line for line in complaints if ": " in line] or complaints
+    headline = f": {with_reason[-1]}" if with_reason else ""
+    oom = ", killed for lack of memory" if state.get("OOMKilled") else ""
+    inotify = inotify_use()
+    short = " (the host has no inotify instances left for it, see below)" if inotify.shortfall(1) else ""
+    return BkprovError(
+        f"container {container.name} exited while booting systemd (exit code {state.get('ExitCode', '?')}{oom})"
+        f"{headline}{short}\n"
+        f"Docker's State.Error: {state.get('Error') or '(empty)'}\n"
+        f"systemd's console (last lines of `docker logs {container.name}`):\n{_indent(console)}\n"
+        f"{inotify.verdict()}"
+    )
+
+
+# A booted bkprov target (systemd 252, with or without buildkitd) holds 7 inotify instances:
+# systemd 5, systemd-logind 1 (charged to root) and dbus-daemon 1 (its own uid); about 25
+# watches. Budgeted at 7 and 32, all charged to root (the uid systemd runs as on the host).
+INOTIFY_PER_TARGET = 7
+INOTIFY_WATCHES_PER_TARGET = 32
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify")
+
+
+@dataclass(frozen=True)
+class InotifyUse:
+    """Root's inotify instances and watches now, against the host's per-user limits.
+
+    Containers run as root on the host (no user namespace), so every systemd target is
+    charged to uid 0; an instance count near ``fs.inotify.max_user_instances`` makes the
+    next systemd die at boot with "Failed to allocate manager object: Too many open files".
+    """
+
+    instances: int
+    watches: int
+    max_instances: int
+    max_watches: int
+    unreadable: int = 0  # root processes whose descriptors we could not read (not root ourselves)
+
+    def room(self) -> int:
+        """How many more systemd targets fit under both limits."""
+        return max(
+            0,
+            min(
+                (self.max_instances - self.instances) // INOTIFY_PER_TARGET,
+                (self.max_watches - self.watches) // INOTIFY_WATCHES_PER_TARGET,
+            ),
+        )
+
+    def shortfall(self, targets: int) -> str:
+        """What to raise so ``targets`` more systemd targets fit; "" when they do."""
+        advice = []
+        for knob, used, limit, each in (
+            ("max_user_instances", self.instances, self.max_instances, INOTIFY_PER_TARGET),
+            ("max_user_watches", self.watches, self.max_watches, INOTIFY_WATCHES_PER_TARGET),
+        ):
+            needed = used + targets * each
+            if needed > limit:
+                value = 512 if each == INOTIFY_PER_TARGET else 65536
+                while value < 2 * needed:
+                    value *= 2
+                advice.append(
+                    f"fs.inotify.{knob} is {limit}: root holds {used} and {targets} systemd target(s) need "
+                    f"about {targets * each} more. Raise it: `sysctl -w fs.inotify.{knob}={value}` "
+                    f"(to keep it: `echo fs.inotify.{knob}={value} > /etc/sysctl.d/60-bkprov-inotify.conf`)"
+                )
+        return "\n".join(advice)
+
+    def verdict(self) -> str:
+        """One line for a boot failure: is the host out of inotify instances for systemd?"""
+        counted = f" (counted without {self.unreadable} unreadable processes)" if self.unreadable else ""
+        usage = (
+            f"inotify: root holds {self.instances} of fs.inotify.max_user_instances={self.max_instances} "
+            f"and {self.watches} of max_user_watches={self.max_watches}{counted}"
+        )
+        lack = self.shortfall(1)
+        if lack:
+            return f"{usage}; too few for another systemd container: that is why it died.\n{lack}"
+        return f"{usage}; room for {self.room()} more systemd containers, so not the cause."
+
+
+def inotify_use() -> InotifyUse:
+    """Count the inotify instances and watches root's processes hold (from /proc)."""
+    instances = watches = unreadable = 0
+    for pid in (entry for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+                euid = next(line.split()[2] for line in handle if line.startswith("Uid:"))
+            if euid != "0":
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:
+            unreadable += 1
+            continue
+        except (OSError, StopIteration):  # the process ended meanwhile
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
+                    continue
+                instances += 1
+                with open(f"/proc/{pid}/fdinfo/{fd}", encoding="utf-8") as info:
+                    watches += sum(1 for line in info if line.startswith("inotify wd:"))
+            except OSError:
+                continue
+    return InotifyUse(
+        instances,
+        watches,
+        int((INOTIFY_SYSCTL / "max_user_instances").read_text()),
+        int((INOTIFY_SYSCTL / "max_user_watches").read_text()),
+        unreadable,
     )
 
 
