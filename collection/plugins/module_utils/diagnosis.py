@@ -608,6 +608,12 @@ def check_inotify(ev: dict) -> list[Finding]:
     return findings
 
 
+def found(ev: dict) -> bool:
+    """Whether doctor found a buildkitd (a process, a unit's command line or a binary) to ask."""
+    daemon = ev.get("daemon") or {}
+    return bool(daemon.get("argv") or daemon.get("exe"))
+
+
 def check_daemon(ev: dict) -> Finding:
     daemon = ev.get("daemon") or {}
     unit = daemon.get("unit") or "buildkit.service"
@@ -642,8 +648,6 @@ def check_daemon(ev: dict) -> Finding:
             f"buildkitd answers on {addr}",
             "\n".join([f"buildctl --addr {where} debug workers -v", *shown]),
         )
-    if not daemon.get("argv") and not daemon.get("exe"):
-        return Finding("daemon", WARNING, "no buildkitd to ask", "", "no buildkitd was found", "install BuildKit")
     asked = daemon.get("workers_rc") is not None
     reason = (daemon.get("workers") or "").strip().splitlines()[-3:] if asked else [daemon.get("not_asked", "")]
     running = bool(daemon.get("pid")) or props.get("ActiveState") == "active"
@@ -747,7 +751,7 @@ def diagnose(evidence: dict, release: dict | None = None, runtime_release: dict 
         findings += check_requirements(evidence, release)
     if "inotify" in evidence:
         findings += check_inotify(evidence)
-    if "daemon" in evidence:
+    if found(evidence):
         findings.append(check_daemon(evidence))
     if "probe" in evidence:
         probe = check_probe(evidence, findings, table, details)

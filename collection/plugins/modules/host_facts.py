@@ -538,9 +538,8 @@ def run_probe(buildctl, socket_path, busybox, copy_mode, helper, timeout):
 # ---------------------------------------------------------------- evidence
 
 
-def discover(module, p, evidence, systemd):
-    """Evidence from the running system (doctor): effective configuration, daemon, requirements, probe."""
-    daemon = find_daemon(p["unit"], systemd)
+def read_config(daemon, runtime_param):
+    """buildkitd's effective settings, each with its source, from its argv and the --config TOML."""
     location = daemon.get("exec_start") or ["", 0, ""]
     written = "%s:%d" % (location[0], location[1]) if location[0] else ""
     # The unit's ExecStart location is quoted only when it is what runs (or would run).
@@ -551,8 +550,12 @@ def discover(module, p, evidence, systemd):
     toml_text = read_or_none(config["value"])
     eff = bc.effective(argv, origin, config["value"], toml_text)
     eff.update(config=config, config_exists=toml_text is not None)
-    runtime = p["runtime"] or eff["runtime"]["value"]
-    eff["runtime_path"] = resolve_runtime(runtime, daemon["path"])
+    eff["runtime_path"] = resolve_runtime(runtime_param or eff["runtime"]["value"], daemon["path"])
+    return eff
+
+
+def ask_daemon(daemon, eff, systemd):
+    """Where buildkitd listens, which buildctl reaches it, and its `debug workers -v` answer; the socket path."""
     socket = find_socket(daemon, systemd)
     socket_path, addr_source = bc.unix_socket(eff["addr"]["value"], socket.get("listen", []))
     daemon.update(socket=socket, addr="unix://" + socket_path if socket_path else "", addr_source=addr_source)
@@ -565,42 +568,52 @@ def discover(module, p, evidence, systemd):
     daemon["workers_rc"], daemon["workers"] = answer, out
     if answer is None:
         daemon["not_asked"] = out
+    return socket_path
+
+
+def discover(p, evidence, systemd):
+    """Evidence from the running system (doctor): effective configuration, daemon, requirements, probe."""
+    daemon = find_daemon(p["unit"], systemd)
+    evidence.update(
+        daemon=daemon,
+        inotify=inotify_usage(os.geteuid()),
+        buildkit_root=bc.DEFAULTS["root"],
+        snapshotter=bc.DEFAULTS["snapshotter"],
+    )
+    if not daemon["argv"] and not daemon["exe"]:
+        return daemon, {}  # no BuildKit here: the host's own checks only
+    eff = read_config(daemon, p["runtime"])
+    socket_path = ask_daemon(daemon, eff, systemd)
     evidence.update(
         effective=eff,
-        daemon=daemon,
         # Symlinks resolved; a root not made yet lands on the mount of its nearest parent all the same.
         buildkit_root=os.path.realpath(eff["root"]["value"]),
         snapshotter=eff["snapshotter"]["value"],
+        runtime_version="",  # stays empty when the runtime is missing or silent: check_runtime says which
     )
     if eff["runtime_path"]:
         rc, out = run([eff["runtime_path"], "--version"])
         evidence["runtime_version"] = out if rc == 0 else ""
-    elif daemon["argv"] or daemon["exe"]:
-        evidence["runtime_version"] = ""  # a buildkitd without its runtime: check_runtime says so
-    tools = {"PATH": daemon["path"]}
-    for need in p["release"].get("host_requirement_details") or [
+    needs = p["release"].get("host_requirement_details") or [
         {"name": n} for n in (p["release"].get("host_requirements") or {})
-    ]:
-        tools[need["name"]] = which(need["name"], daemon["path"])
-    if len(tools) > 1:
-        evidence["host_tools"] = tools
-    evidence["inotify"] = inotify_usage(os.geteuid())
+    ]
+    if needs:
+        evidence["host_tools"] = dict({n["name"]: which(n["name"], daemon["path"]) for n in needs}, PATH=daemon["path"])
     if p["journal"] and systemd:
+        socket = daemon["socket"]
         units = ["-u", daemon["unit"]] + (["-u", socket["unit"]] if socket.get("unit") else [])
         evidence["journal"] = run(["journalctl", "--no-pager", "-n", "300", *units])[1]
-    if p["probe"]:
-        if answer != 0:
-            evidence["probe"] = {
-                "ran": False,
-                "skipped": "buildkitd does not answer (see the daemon finding)",
-                "command": "",
-            }
-        else:
-            copy_mode = (p["release"].get("dockerfile_copy") or {}).get("mode", "fileop")
-            busybox = find_busybox(p["busybox"])
-            evidence["probe"] = run_probe(
-                daemon["buildctl"], socket_path, busybox, copy_mode, p["copy_helper"], p["probe_timeout"]
-            )
+    if p["probe"] and daemon["workers_rc"] != 0:
+        evidence["probe"] = {
+            "ran": False,
+            "skipped": "buildkitd does not answer (see the daemon finding)",
+            "command": "",
+        }
+    elif p["probe"]:
+        copy_mode = (p["release"].get("dockerfile_copy") or {}).get("mode", "fileop")
+        evidence["probe"] = run_probe(
+            daemon["buildctl"], socket_path, find_busybox(p["busybox"]), copy_mode, p["copy_helper"], p["probe_timeout"]
+        )
     return daemon, eff
 
 
@@ -641,7 +654,7 @@ def main():
     installed = ""
     eff = {}
     if p["discover"]:
-        daemon, eff = discover(module, p, evidence, systemd)
+        daemon, eff = discover(p, evidence, systemd)
         installed = version_word(daemon.get("version") or "")
     else:
         evidence.update(
