@@ -1,4 +1,6 @@
-"""The VM disk: the container image's Debian base plus a kernel, openssh-server and sudo.
+"""The VM disk: the container image's Debian base (its PACKAGES, git included) plus a kernel,
+openssh-server and sudo. RECIPE includes the container image's, so a disk built from an older
+package list (before git) is rebuilt on next use.
 
 Booted by QEMU with the kernel and initrd given directly (no bootloader): the disk is a bare
 ext4 filesystem made from the debootstrap tree with `mkfs.ext4 -d` (no loop mounts), kept as
