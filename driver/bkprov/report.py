@@ -8,9 +8,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from bkprov.console import err, out, print_json
-from bkprov.results import Finding, PlayResult
+from bkprov.results import FAILED, NOT_REACHED, OK, UNKNOWN_PHASE, UNREACHABLE, Finding, PlayResult
 
 STATUS_STYLE = {"ok": "green", "warning": "yellow", "problem": "bold red"}
+HOST_STYLE = {OK: "green", NOT_REACHED: "yellow"}
+EVIDENCE_LINES = 6  # of a finding's evidence in the summary; `bkprov doctor` shows all of it
+
+
+def clip(text: str) -> str:
+    lines = text.strip().splitlines()
+    return "\n".join(
+        lines[:EVIDENCE_LINES]
+        + ([f"… ({len(lines) - EVIDENCE_LINES} more lines)"] if len(lines) > EVIDENCE_LINES else [])
+    )
+
+
+def indent(text: str, first: str) -> str:
+    """``text`` after ``first``, its further lines aligned under the first."""
+    pad = " " * len(first)
+    return first + text.replace("\n", "\n" + pad)
 
 
 def summary_json(result: PlayResult, summary: dict[str, Any]) -> dict[str, Any]:
@@ -18,37 +34,75 @@ def summary_json(result: PlayResult, summary: dict[str, Any]) -> dict[str, Any]:
     return {
         **summary,
         "ok": result.succeeded,
+        "counts": {status: result.count(status) for status in (OK, FAILED, UNREACHABLE, NOT_REACHED)},
         "changed": result.changed,
         "build_output": result.build_output or None,
         "hosts": {name: host.as_json() for name, host in result.hosts.items()},
     }
 
 
-def show_failures(result: PlayResult) -> None:
-    """One block per host that did not succeed: how far it got and why; Ansible's last lines if it never ran."""
+def show_hosts(result: PlayResult) -> None:
+    """One block per host, whatever happened to the others: outcome, version, the build's line, and for a
+    host that did not succeed, why (its error, doctor's problems with their evidence and fix)."""
+    width = max((len(name) for name in result.hosts), default=0)
     for host in result.hosts.values():
-        if host.ok:
+        style = HOST_STYLE.get(host.status, "red")
+        where = host.status == FAILED and host.phase not in ("done", UNKNOWN_PHASE)
+        status = f"failed in {host.phase}" if where else host.status  # (doctor: done, but a problem found)
+        facts = [f"BuildKit {host.installed_version}" if host.installed_version else "", f"changed={host.changed}"]
+        if host.status == NOT_REACHED:
+            facts[0] = f"still on {host.installed_version}" if host.installed_version else "version unknown"
+        out.print(
+            f"[{style}]{escape(host.host.ljust(width))}  {escape(status)}[/]  "
+            + escape("  ".join(f for f in facts if f)),
+            highlight=False,
+        )
+        if host.build_output:
+            out.print(f"  RUN output: {escape(host.build_output)}", highlight=False)
+        if host.ok or host.status == NOT_REACHED:
             continue
-        where = "unreachable" if host.status == "unreachable" else f"failed in {host.phase}"
-        err.print(f"[red]{escape(host.host)}: {where}[/]\n{escape(host.error)}", highlight=False)
+        if host.error:
+            out.print(indent(escape(host.error.strip()), "  "), highlight=False)
+        for f in host.problems:
+            out.print(f"  [red]doctor:[/] {escape(f['summary'])}", highlight=False)
+            for key in ("cause", "evidence", "fix"):
+                if f.get(key):
+                    out.print(indent(escape(clip(f[key])), f"    {key}: "), highlight=False)
     if not result.ran:
-        err.print("[red]ansible-playbook did not run:[/]\n" + escape("\n".join(result.output_tail)), highlight=False)
+        err.print(
+            "[red]ansible-playbook did not reach any host:[/]\n" + escape("\n".join(result.output_tail)),
+            highlight=False,
+        )
+
+
+def show_failures(result: PlayResult) -> None:
+    """Only the hosts that did not succeed (for commands whose success needs no summary)."""
+    failed = PlayResult(
+        result.playbook, result.rc, result.status, hosts={n: h for n, h in result.hosts.items() if not h.ok}
+    )
+    failed.output_tail = result.output_tail
+    if failed.hosts or not result.ran:
+        show_hosts(failed)
+
+
+def tally(result: PlayResult) -> str:
+    """How many hosts ended how: "3 ok, 1 failed, 1 not reached"."""
+    counts = [(status, result.count(status)) for status in (OK, FAILED, UNREACHABLE, NOT_REACHED)]
+    return ", ".join(f"{n} {status}" for status, n in counts if n) or "no host"
 
 
 def report(result: PlayResult, summary: dict[str, Any], as_json: bool) -> int:
-    """Print a provision's or verify's result; return its exit code."""
+    """Print a provision's or verify's result, per host; return its exit code."""
     if as_json:
         print_json(summary_json(result, summary))
         return result.exit_code()
-    show_failures(result)
-    for host in result.hosts.values():
-        if host.build_output:
-            out.print(f"RUN output: {host.build_output}", highlight=False)
+    show_hosts(result)
     times = ", ".join(f"{k} {v:.1f}s" for k, v in summary["seconds"].items())
     state = "[green]ok[/]" if result.succeeded else "[red]FAILED[/]"
+    version = f"BuildKit {summary['version']}" if summary.get("version") else "BuildKit"
     out.print(
-        f"{state} BuildKit {summary['version']} on {summary['target']} {summary['name'] or ''}: "
-        f"changed={result.changed} ({times})",
+        f"{state} {escape(version)} on {escape(summary['target'])} {escape(summary['name'] or '')}: "
+        f"{tally(result)}; changed={result.changed} ({times})",
         highlight=False,
     )
     return result.exit_code()

@@ -12,7 +12,8 @@ the two; the CLI, ``--json`` and ``matrix`` read nothing else (no task names, no
 
 A host Ansible could not reach is ``unreachable``. A host that failed before it published
 (a syntax error in a role, a module crash) is ``failed`` in phase ``unknown``, with the failed
-task's message as its error.
+task's message as its error. A host a rolling upgrade stopped before is ``not reached``: it has
+no result of the play, only what ``playbooks/installed.yml`` read from it beforehand.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 STATS_KEY = "bkprov"
-OK, FAILED, UNREACHABLE = "ok", "failed", "unreachable"
+OK, FAILED, UNREACHABLE, NOT_REACHED = "ok", "failed", "unreachable", "not reached"
 # Where a provision stops, in order; "done" means every step passed. doctor's phases are read, diagnose, done.
 PHASES = ("preflight", "install", "start", "verify", "done")
 UNKNOWN_PHASE = "unknown"
@@ -32,7 +33,7 @@ Finding = dict[str, str]  # status, check, summary, evidence, cause, fix
 @dataclass
 class HostResult:
     host: str
-    status: str  # ok | failed | unreachable
+    status: str  # ok | failed | unreachable | not reached
     phase: str = UNKNOWN_PHASE  # how far the host got (PHASES, doctor's phases, or unknown)
     changed: int = 0  # tasks that changed something on the host
     version: str = ""  # the BuildKit version requested
@@ -92,13 +93,40 @@ class PlayResult:
     def build_output(self) -> str:
         return next((h.build_output for h in self.hosts.values() if h.build_output), "")
 
+    def count(self, status: str) -> int:
+        return sum(h.status == status for h in self.hosts.values())
+
     def exit_code(self) -> int:
-        """0 every host ok; 1 a host failed; 2 no host could be reached (or Ansible never got to one)."""
+        """0 every host ok; 2 nothing could run (Ansible reached no host); 1 otherwise: a host failed,
+        was unreachable while others ran, or a stopped rollout never reached it."""
         if self.succeeded:
             return 0
-        if any(h.status == FAILED for h in self.hosts.values()):
-            return 1
-        return 2
+        if not any(h.status in (OK, FAILED) for h in self.hosts.values()):
+            return 2
+        return 1
+
+    def attach_doctor(self, doctor: PlayResult) -> None:
+        """Add doctor's problems to the hosts they were found on (the cause of a host's failure)."""
+        for name, diagnosed in doctor.hosts.items():
+            host = self.hosts.get(name)
+            if host is None:
+                continue
+            known = {(f.get("check"), f.get("summary")) for f in host.findings}
+            host.findings += [f for f in diagnosed.problems if (f.get("check"), f.get("summary")) not in known]
+
+    def add_not_reached(self, before: PlayResult) -> None:
+        """Hosts ``before`` read that this play never got to (a rollout stopped at a failed batch):
+        ``not reached``, with the version they were found on."""
+        for name, read in before.hosts.items():
+            if name not in self.hosts:
+                self.hosts[name] = HostResult(
+                    name,
+                    NOT_REACHED,
+                    phase="none",
+                    installed_version=read.installed_version,
+                    error=read.error if not read.ok else "",
+                )
+        self.hosts = dict(sorted(self.hosts.items()))
 
 
 def _text(value: Any) -> str:
