@@ -96,6 +96,7 @@ def run_playbook(
     sink: EventSink | None = None,
     verbosity: int = 0,
     limit: str | None = None,
+    forks: int | None = None,
 ) -> PlayResult:
     """Run one of playbooks/*.yml; never raises for a failed play, the result says what failed."""
     import ansible_runner
@@ -116,6 +117,7 @@ def run_playbook(
             extravars=extravars,
             envvars=environment(),
             limit=limit,
+            forks=forks,
             verbosity=verbosity or None,
             quiet=True,
             suppress_env_files=True,

@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from bkprov.matrix import BUILD_FAILED, INSTALL_FAILED, OK, UNREACHABLE, Row
+from bkprov.plays import Fleet
 from bkprov.report import summary_json
 from bkprov.results import PlayResult, host_results
 from bkprov.runner import Collector
@@ -254,3 +255,50 @@ def test_collector_reads_the_stats_event_and_the_failed_task():
     result = collector.finish(2, "failed", 1.5)
     assert result.hosts["box"].error == "Fetch and verify runc v1.0.2: could not download"
     assert result.exit_code() == 1
+
+
+def test_an_unreachable_host_among_working_ones_fails_the_run_but_only_unreachable_hosts_mean_nothing_ran():
+    stats = published("done", True)
+    stats["dark"], stats["processed"]["gone"] = {"gone": 1}, 1
+    result = play(stats, 4, {"gone": "ssh: connect to host gone port 22: No route to host"})
+    assert (result.hosts["box"].status, result.hosts["gone"].status) == ("ok", "unreachable")
+    assert result.exit_code() == 1
+    del result.hosts["box"]
+    assert result.exit_code() == 2
+
+
+def test_doctors_problems_are_attached_to_the_host_they_were_found_on():
+    result = play(published("preflight", False, error="cannot run BuildKit"), 2)
+    unread = DOCTOR_UNREAD["artifact_data"]["bkprov"]["gone"]
+    doctor = play({**DOCTOR_UNREAD, "failures": {"box": 1}, "artifact_data": {"bkprov": {"box": unread}}}, 2)
+    result.attach_doctor(doctor)
+    result.attach_doctor(doctor)  # twice: no duplicates
+    assert result.hosts["box"].findings == [FINDING_PROBLEM]
+
+
+def test_hosts_a_rollout_never_reached_keep_the_version_read_before_it():
+    result = play(published("done", True), 0)
+    before = PlayResult("installed.yml", rc=0, status="successful")
+    read = {"playbook": "installed", "phase": "done", "ok": True, "installed_version": "v0.10.6"}
+    before.hosts = host_results(
+        {"ok": {"box": 1, "later": 1}, "artifact_data": {"bkprov": {"box": read, "later": read}}}
+    )
+    result.add_not_reached(before)
+    assert list(result.hosts) == ["box", "later"]
+    assert result.hosts["box"].installed_version == "v0.10.6" and result.hosts["box"].ok  # the play's own result
+    later = result.hosts["later"]
+    assert (later.status, later.installed_version) == ("not reached", "v0.10.6")
+    assert not result.succeeded and result.exit_code() == 1
+
+
+@pytest.mark.parametrize(
+    ("fleet", "extra"),
+    [
+        (Fleet(), {}),
+        (Fleet(serial="1"), {"bkprov_serial": 1, "bkprov_max_fail_percentage": 0}),
+        (Fleet(serial="25%", max_fail=50), {"bkprov_serial": "25%", "bkprov_max_fail_percentage": 50}),
+        (Fleet(max_fail=0), {"bkprov_max_fail_percentage": 0}),
+    ],
+)
+def test_a_rollout_stops_at_the_first_failed_batch_unless_told_otherwise(fleet, extra):
+    assert fleet.extravars() == extra

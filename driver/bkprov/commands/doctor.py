@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from bkprov.commands.options import Subparsers, add_json, add_selection, add_verbose, selection
-from bkprov.console import print_json, problem
+from bkprov.commands.options import Subparsers, add_fleet, add_json, add_selection, add_verbose, fleet, selection
+from bkprov.console import out, print_json
 from bkprov.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bkprov.plays import doctor
-from bkprov.report import show_findings
+from bkprov.report import show_findings, show_hosts, tally
 from bkprov.results import PlayResult
 
 
@@ -21,6 +21,7 @@ def register(subparsers: Subparsers) -> None:
         "doctor", help="diagnose a target or hosts: known causes of failure, evidence, fixes"
     )
     add_selection(parser)
+    add_fleet(parser)
     add_json(parser)
     add_verbose(parser)
     parser.set_defaults(run=run)
@@ -46,12 +47,12 @@ def run(options: argparse.Namespace) -> int:
     from bkprov.targets import resolve
 
     target = resolve(selection(options))
-    result = doctor(target.inventory(), options.verbose)
+    result = doctor(target.inventory(), options.verbose, fleet=fleet(options))
     if options.json:
         hosts = {name: host.as_json() for name, host in result.hosts.items()}
         print_json({"ok": result.succeeded, "findings": result.findings, "hosts": hosts})
         return exit_code(result)
     show_findings(result.findings)
-    for line in unchecked(result):
-        problem(f"doctor could not check {line}")
+    show_hosts(result)  # per host, as provision and verify: outcome, version, problems (or why it was not checked)
+    out.print(f"doctor: {tally(result)}", highlight=False)
     return exit_code(result)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from bkprov.plays import DEFAULT_FORKS, Fleet
 from bkprov.targets import KINDS, Selection, Spec
 
 Subparsers = argparse._SubParsersAction
@@ -62,4 +63,74 @@ def spec(options: argparse.Namespace, name: str, version: str) -> Spec:
 def add_registry(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registry", metavar="HOST:PORT", help="plain-HTTP registry with the COPY helper image (BuildKit < v0.5.0)"
+    )
+
+
+# ---------------------------------------------------------------- fleets: which hosts, how many at once, rollouts
+
+
+def positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number of at least 1")
+    return int(value)
+
+
+def batch_size(value: str) -> str:
+    """--serial: a number of hosts (at least 1) or a percentage of them (1% to 100%)."""
+    number = value.removesuffix("%")
+    if not number.isdigit() or int(number) < 1 or (value.endswith("%") and int(number) > 100):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected how many hosts change at a time, a whole number of at least 1 or a percentage "
+            "from 1% to 100% (e.g. --serial 1, --serial 25%)"
+        )
+    return value
+
+
+def percent(value: str) -> int:
+    if not value.isdigit() or int(value) > 100:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a percentage from 0 to 100 (e.g. --max-fail 0)")
+    return int(value)
+
+
+def host_pattern(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "empty: expected an Ansible host pattern, e.g. --limit builders or --limit 'host1,host2'"
+        )
+    return value.strip()
+
+
+def add_fleet(parser: argparse.ArgumentParser, rollout: bool = False) -> None:
+    """--limit and --forks for any play on an inventory's hosts; --serial and --max-fail for provision."""
+    group = parser.add_argument_group("many hosts (--inventory)")
+    group.add_argument("--limit", metavar="PATTERN", type=host_pattern, help="only the hosts matching this pattern")
+    group.add_argument(
+        "--forks",
+        metavar="N",
+        type=positive,
+        default=DEFAULT_FORKS,
+        help=f"hosts worked on at once (default {DEFAULT_FORKS}: one per host, up to {DEFAULT_FORKS})",
+    )
+    if rollout:
+        group.add_argument(
+            "--serial",
+            metavar="N|N%",
+            type=batch_size,
+            help="rolling upgrade: change N hosts at a time, each batch verified by a build before the next; "
+            "a failed batch stops the rollout",
+        )
+        group.add_argument(
+            "--max-fail",
+            metavar="PERCENT",
+            type=percent,
+            help="stop when more than PERCENT of a batch failed (default with --serial: 0; without: never)",
+        )
+
+
+def fleet(options: argparse.Namespace) -> Fleet:
+    return Fleet(
+        limit=options.limit,
+        forks=options.forks,
+        serial=getattr(options, "serial", None),
+        max_fail=getattr(options, "max_fail", None),
     )

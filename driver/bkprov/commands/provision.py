@@ -14,17 +14,19 @@ from typing import Any
 from bkprov import catalog
 from bkprov.commands.options import (
     Subparsers,
+    add_fleet,
     add_json,
     add_new_target,
     add_registry,
     add_selection,
     add_verbose,
+    fleet,
     selection,
     spec,
 )
 from bkprov.console import err, log, out
 from bkprov.errors import EXIT_USAGE, BkprovError
-from bkprov.plays import auto_doctor, run_play
+from bkprov.plays import Fleet, auto_doctor, installed_versions, run_play
 from bkprov.report import report
 from bkprov.targets import Selection, Spec, Target
 
@@ -43,6 +45,7 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--insecure-tcp", action="store_true", help="plaintext TCP: whoever reaches it is root on the target"
     )
+    add_fleet(parser, rollout=True)
     add_json(parser)
     add_verbose(parser)
     parser.set_defaults(run=run)
@@ -58,9 +61,10 @@ class Request:
     insecure_tcp: bool
     json: bool
     verbose: int
+    fleet: Fleet
 
     def extravars(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"buildkit_version": self.version}
+        extra: dict[str, Any] = {"buildkit_version": self.version, **self.fleet.extravars()}
         if self.registry:
             extra["buildkit_registries"] = {self.registry: {"http": True}}
             extra["verify_registry"] = self.registry
@@ -85,6 +89,7 @@ def request(options: argparse.Namespace) -> Request:
         insecure_tcp=options.insecure_tcp,
         json=options.json,
         verbose=options.verbose,
+        fleet=fleet(options),
     )
 
 
@@ -150,10 +155,14 @@ def run(options: argparse.Namespace) -> int:
         target.start()
         seconds["target"] = time.monotonic() - t0
     inventory = target.inventory()
-    result = run_play("provision.yml", inventory, req.extravars(), f"provision {req.version}", req.verbose)
+    # A rollout may stop before some hosts: read what they run first, to say which version they stay on.
+    before = installed_versions(inventory, req.fleet) if req.fleet.rolling else None
+    title = f"provision {req.version}" + (f" (serial {req.fleet.serial})" if req.fleet.rolling else "")
+    result = run_play("provision.yml", inventory, req.extravars(), title, req.verbose, req.fleet)
     seconds["ansible"] = result.seconds
-    failed = any(h.status == "failed" for h in result.hosts.values())
-    problems = auto_doctor(inventory, req.verbose, show=not req.json) if failed else []
+    if before is not None and result.ran:  # (a play that never started reached no host: it says why)
+        result.add_not_reached(before)
+    problems = auto_doctor(result, inventory, req.verbose, show=not req.json, fleet=req.fleet)
     seconds["total"] = time.monotonic() - started
     summary: dict[str, Any] = {
         "version": req.version,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bkprov.commands.options import Subparsers, add_selection, add_verbose, selection
+from bkprov.commands.options import Subparsers, add_fleet, add_selection, add_verbose, fleet, selection
 from bkprov.console import log
 from bkprov.plays import run_play
 from bkprov.report import show_failures
@@ -16,6 +16,7 @@ def register(subparsers: Subparsers) -> None:
     )
     add_selection(parser)
     parser.add_argument("--purge", action="store_true", help="also delete /var/lib/buildkit")
+    add_fleet(parser)
     add_verbose(parser)
     parser.set_defaults(run=run)
 
@@ -26,7 +27,8 @@ def run(options: argparse.Namespace) -> int:
     purge: bool = options.purge
     target = resolve(selection(options))
     target.start()  # uninstalling changes the target anyway; a stopped container is started for it
-    result = run_play("uninstall.yml", target.inventory(), {"buildkit_purge": purge}, "uninstall", options.verbose)
+    extra = {"buildkit_purge": purge}
+    result = run_play("uninstall.yml", target.inventory(), extra, "uninstall", options.verbose, fleet(options))
     show_failures(result)
     if result.succeeded:
         kept = "removed /var/lib/buildkit too" if purge else "kept /var/lib/buildkit (--purge removes it)"
