@@ -140,6 +140,9 @@ SIGN_LINES = {
     "runtime-no-seccomp": J + 'level=error msg="/moby.buildkit.v1.Control/Solve returned error: rpc error: code ='
     " Unknown desc = runc run failed: unable to start container process: unable to init seccomp: seccomp: config"
     ' provided but seccomp not supported"',
+    "copy-helper-image": J + 'level=error msg="/moby.buildkit.v1.Control/Solve returned error: rpc error: code ='
+    " Unknown desc = failed to load cache key: failed to do request: Head"
+    ' https://registry-1.docker.io/v2/docker/dockerfile-copy/manifests/v0.1.9: dial tcp: lookup registry-1.docker.io"',
     "git-missing": 'Oct 12 09:14:02 bk1 buildkitd[311]: buildkitd: failed to find git binary: exec: "git": executable'
     " file not found in $PATH",
 }

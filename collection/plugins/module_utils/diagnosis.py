@@ -430,6 +430,15 @@ SIGNS = (
         "use a newer kernel or a BuildKit whose runc is not 1.3.6/1.4.3",
     ),
     (
+        "copy-helper-image",
+        # The helper image of COPY before FileOp (catalog dockerfile_copy), pulled from Docker Hub.
+        r"(docker/dockerfile-copy|tonistiigi/copy)\S*.*(failed|error|dial tcp|no such host|not found)",
+        "",
+        "this BuildKit runs COPY in a helper image from Docker Hub (before FileOp), which the host cannot pull",
+        "let buildkitd --version name a catalog release so doctor's probe serves the helper image itself, or make "
+        "the image reachable (a registry mirror in buildkitd.toml)",
+    ),
+    (
         "git-missing",
         r"buildkitd: failed to find git binary",  # v0.3.x exits; later versions only warn (git source off)
         "",
