@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import tempfile
 import tomllib
-import warnings
 from pathlib import Path
 
 import pytest
-import yaml
+from ansible_collections.bkprov.buildkit.plugins.action.converge import read_file_item
+from ansible_collections.bkprov.buildkit.plugins.module_utils.buildkit_plan import input_problems
 from test_unit_rendering import (  # the same templar machinery and fixture as the unit rendering tests
-    BUILDKIT,
     buildkit_render,  # noqa: F401 - fixture
     exec_start,
     exec_start_lines,
@@ -94,7 +93,7 @@ def test_insecure_tcp_has_no_tls_at_all(buildkit_render, version):  # noqa: F811
     assert not [w for w in words if w.startswith("--tls")]
     assert "PLAINTEXT" in unit
     assert "grpc" not in tomllib.loads(buildkit_render("buildkitd.toml.j2", version, **overrides))
-    assert render_var(buildkit_render, "__buildkit_buildctl_tls_args", version, **overrides) == []
+    assert render_var(buildkit_render, "__buildkit_tls.buildctl_args", version, **overrides) == []
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -104,7 +103,7 @@ def test_no_tcp_renders_no_tcp_and_no_tls(buildkit_render, version):  # noqa: F8
     assert not [a for a in flag(words, "--addr") if a.startswith("tcp://")]
     assert not [w for w in words if w.startswith("--tls")]
     assert "# TCP" not in unit
-    assert render_var(buildkit_render, "__buildkit_tls_files", version) == []
+    assert render_var(buildkit_render, "__buildkit_tls.files", version) == []
 
 
 MUTUAL_LOCAL_ARGS = [
@@ -138,18 +137,8 @@ MUTUAL_LOCAL_ARGS = [
     ],
 )
 def test_local_buildctl_speaks_tls_where_the_socket_does(buildkit_render, version, mode, expected):  # noqa: F811
-    args = render_var(buildkit_render, "__buildkit_buildctl_tls_args", version, buildkit_tls_mode=mode, **TCP)
+    args = render_var(buildkit_render, "__buildkit_tls.buildctl_args", version, buildkit_tls_mode=mode, **TCP)
     assert args == expected
-
-
-@pytest.fixture(scope="session")
-def lookups():
-    """Lookups by FQCN (ansible.builtin.file) need Ansible's collection loader, as ansible-playbook sets it up."""
-    from ansible.plugins.loader import init_plugin_loader
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "AnsibleCollectionFinder has already been configured")
-        init_plugin_loader()
 
 
 def write_pki(directory: Path) -> dict[str, str]:
@@ -169,42 +158,56 @@ def write_pki(directory: Path) -> dict[str, str]:
         ("v0.6.0", "server", ["ca.pem", "cert.pem", "key.pem"]),
     ],
 )
-def test_host_tls_files(buildkit_render, lookups, tmp_path, version, mode, paths):  # noqa: F811
+def test_host_tls_files(buildkit_render, tmp_path, version, mode, paths):  # noqa: F811
     contents = write_pki(tmp_path / "tls")
     files = render_var(
         buildkit_render,
-        "__buildkit_tls_files",
+        "__buildkit_tls.files",
         version,
         buildkit_tls_local_dir=str(tmp_path / "tls"),
         buildkit_tls_mode=mode,
         **TCP,
     )
     assert [f["path"] for f in files] == [f"{TLS_DIR}/{p}" for p in paths]
-    by_path = {f["path"].removeprefix(TLS_DIR + "/"): f for f in files}
-    assert by_path["key.pem"]["mode"] == "0600"
-    assert by_path["cert.pem"]["mode"] == "0644"
+    # The plan names controller sources only; the converge action reads them (key material never
+    # passes through variables or task arguments).
+    assert all("content" not in f for f in files)
+    by_path = {f["path"].removeprefix(TLS_DIR + "/"): read_file_item(f) for f in files}
+    assert by_path["key.pem"]["mode"] == "0600" and by_path["key.pem"]["secret"] is True
+    assert by_path["cert.pem"]["mode"] == "0644" and by_path["cert.pem"]["secret"] is False
     assert by_path["key.pem"]["content"] == contents["server-key.pem"]
     assert by_path["ca.pem"]["content"] == contents["ca.pem"]
     if "client/key.pem" in by_path:
-        assert by_path["client/key.pem"]["mode"] == "0600"
+        assert by_path["client/key.pem"]["mode"] == "0600" and by_path["client/key.pem"]["secret"] is True
         assert by_path["client/key.pem"]["content"] == contents["client-key.pem"]
+    absent = render_var(
+        buildkit_render,
+        "__buildkit_tls.absent",
+        version,
+        buildkit_tls_local_dir=str(tmp_path / "tls"),
+        buildkit_tls_mode=mode,
+        **TCP,
+    )
+    assert sorted(absent + [f["path"] for f in files]) == sorted(
+        f"{TLS_DIR}/{p}" for p in ("ca.pem", "cert.pem", "key.pem", "client/cert.pem", "client/key.pem")
+    )
 
 
-def test_own_server_certificate_without_ca_in_server_mode(buildkit_render, lookups, tmp_path):  # noqa: F811
+def test_own_server_certificate_without_ca_in_server_mode(buildkit_render, tmp_path):  # noqa: F811
     own = tmp_path / "own"
     own.mkdir()
     (own / "srv.pem").write_text("cert\n", encoding="utf-8")
     (own / "srv.key").write_text("key\n", encoding="utf-8")
     files = render_var(
         buildkit_render,
-        "__buildkit_tls_files",
+        "__buildkit_tls.files",
         "v0.10.6",
         buildkit_tls_mode="server",
         buildkit_tls_server_cert=str(own / "srv.pem"),
         buildkit_tls_server_key=str(own / "srv.key"),
         **TCP,
     )
-    assert [(f["path"], f["content"]) for f in files] == [
+    assert [(f["path"], read_file_item(f)["content"]) for f in files] == [
         (f"{TLS_DIR}/cert.pem", "cert\n"),
         (f"{TLS_DIR}/key.pem", "key\n"),
     ]
@@ -226,7 +229,7 @@ def test_own_server_certificate_without_ca_in_server_mode(buildkit_render, looku
 )
 def test_server_certificate_names(buildkit_render, host, address, sans):  # noqa: F811
     got = render_var(
-        buildkit_render, "__buildkit_tls_sans", "v0.10.6", inventory_hostname=host, buildkit_tcp_address=address
+        buildkit_render, "__buildkit_tls.sans", "v0.10.6", inventory_hostname=host, buildkit_tcp_address=address
     )
     assert got == sans
 
@@ -245,13 +248,14 @@ def test_server_certificate_names(buildkit_render, host, address, sans):  # noqa
     ],
 )
 def test_loopback_detection(buildkit_render, address, loopback):  # noqa: F811
-    assert render_var(buildkit_render, "__buildkit_tcp_loopback", "v0.10.6", buildkit_tcp_address=address) is loopback
+    assert (
+        render_var(buildkit_render, "__buildkit_tls.tcp_loopback", "v0.10.6", buildkit_tcp_address=address) is loopback
+    )
 
 
-def preflight_condition(name: str) -> str:
-    tasks = yaml.safe_load((BUILDKIT / "tasks" / "preflight.yml").read_text(encoding="utf-8"))
-    (task,) = [t for t in tasks if t["name"] == name]
-    return task["ansible.builtin.assert"]["that"]
+def problems(release_of, version="v0.10.6", **kwargs) -> list[str]:
+    """What the buildkit_plan task refuses (module_utils/buildkit_plan.input_problems)."""
+    return input_problems(release_of(version), kwargs.pop("extra_flags", []), kwargs.pop("registries", {}), **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -268,9 +272,14 @@ def preflight_condition(name: str) -> str:
         ("tcp://0.0.0.0:1234/x", False),
     ],
 )
-def test_preflight_address_check(buildkit_render, address, valid):  # noqa: F811
-    condition = preflight_condition("Require buildkit_tcp_address to be tcp://HOST:PORT")
-    assert render_var(buildkit_render, condition, "v0.10.6", buildkit_tcp_address=address) is valid
+def test_preflight_address_check(release_of, address, valid):
+    found = [p for p in problems(release_of, tcp_address=address, insecure_tcp=True) if "is not tcp://HOST:PORT" in p]
+    assert (not found) is valid
+    if not valid:
+        assert found == [
+            f"buildkit_tcp_address={address} is not tcp://HOST:PORT (e.g. tcp://0.0.0.0:1234, tcp://127.0.0.1:1234, "
+            "tcp://[::1]:1234); empty means no TCP listener."
+        ]
 
 
 @pytest.mark.parametrize(
@@ -282,8 +291,30 @@ def test_preflight_address_check(buildkit_render, address, valid):  # noqa: F811
         (["--addr=unix:///run/other.sock"], False),
     ],
 )
-def test_preflight_refuses_tcp_in_extra_flags(buildkit_render, flags, refused):  # noqa: F811
-    tasks = yaml.safe_load((BUILDKIT / "tasks" / "preflight.yml").read_text(encoding="utf-8"))
-    (task,) = [t for t in tasks if t["name"].startswith("Refuse TCP listeners in buildkit_extra_flags")]
-    expression = task["vars"]["__buildkit_tcp_flags"].strip().removeprefix("{{").removesuffix("}}")
-    assert bool(render_var(buildkit_render, expression, "v0.10.6", buildkit_extra_flags=flags)) is refused
+def test_preflight_refuses_tcp_in_extra_flags(release_of, flags, refused):
+    found = [p for p in problems(release_of, extra_flags=flags) if "gets no TLS from bkprov" in p]
+    assert bool(found) is refused
+    if refused:
+        assert "Set buildkit_tcp_address instead" in found[0]
+
+
+def test_preflight_unknown_flags_and_registry_keys(release_of):
+    (problem,) = problems(
+        release_of, "v0.4.0", extra_flags=["--trace=x"], registries={"r:5000": {"insecure": True, "http": True}}
+    )
+    assert "BuildKit v0.4.0" in problem and "does not know flags ['--trace'] or registry keys ['insecure']" in problem
+
+
+def test_preflight_own_tls_files(release_of, tmp_path):
+    key = tmp_path / "srv.key"
+    key.write_text("key\n")
+    tcp = {"tcp_address": "tcp://127.0.0.1:1234"}
+    assert problems(release_of, **tcp) == []  # all generated
+    (incomplete,) = problems(release_of, server_key=str(key), **tcp)
+    assert "need buildkit_tls_server_cert and buildkit_tls_server_key" in incomplete
+    (missing,) = problems(
+        release_of, server_cert=str(tmp_path / "nope.pem"), server_key=str(key), tls_mode="server", **tcp
+    )
+    assert f"(not files: {tmp_path / 'nope.pem'})" in missing
+    own_on_old = problems(release_of, "v0.6.0", server_cert=str(key), server_key=str(key), tls_mode="server", **tcp)
+    assert any("tls-on-every-listener" in p for p in own_on_old)

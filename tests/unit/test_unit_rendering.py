@@ -5,11 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from ansible_collections.bkprov.buildkit.plugins.module_utils.buildkit_plan import tls_plan
 
 ROLES = Path(__file__).resolve().parents[2] / "collection" / "roles"
 BUILDKIT = ROLES / "buildkit"
@@ -32,6 +34,41 @@ def render_text(text: str, variables: dict) -> str:
     return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(text))
 
 
+def plan_tls(variables: dict) -> dict:
+    """What the role's buildkit_plan task derives for TCP/TLS from these variables (module_utils/buildkit_plan.py)."""
+    templar = Templar(loader=DataLoader(), variables=variables)
+
+    def value(name: str):
+        return (
+            templar.template(trust_as_template(variables[name]))
+            if isinstance(variables[name], str)
+            else variables[name]
+        )
+
+    return tls_plan(
+        variables["__buildkit_release"],
+        variables.get("inventory_hostname", "bk1"),
+        tcp_address=value("buildkit_tcp_address"),
+        insecure_tcp=bool(value("buildkit_insecure_tcp")),
+        tls_mode=value("buildkit_tls_mode"),
+        tls_dir=value("buildkit_tls_dir"),
+        tls_local_dir=value("buildkit_tls_local_dir"),
+        ca_cert=value("buildkit_tls_ca_cert"),
+        server_cert=value("buildkit_tls_server_cert"),
+        server_key=value("buildkit_tls_server_key"),
+    )
+
+
+@pytest.fixture(scope="session")
+def lookups():
+    """Lookups by FQCN (ansible.builtin.file) need Ansible's collection loader, as ansible-playbook sets it up."""
+    from ansible.plugins.loader import init_plugin_loader
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "AnsibleCollectionFinder has already been configured")
+        init_plugin_loader()
+
+
 @pytest.fixture
 def buildkit_render(release_of):
     """render(template, version, **overrides) -> the rendered text of a buildkit role template."""
@@ -44,9 +81,12 @@ def buildkit_render(release_of):
             buildkit_mirror="",
             buildkit_version=version,
             __buildkit_release=release_of(version),
-            __buildkit_host={"root_fstype": "ext4"},  # what host_facts reports for a volume
+            buildkit_host_facts={"root_fstype": "ext4"},  # what host_facts reports for a volume
+            inventory_hostname="bk1",
         )
         variables.update(overrides)
+        if "__buildkit_tls" not in overrides:
+            variables["__buildkit_tls"] = plan_tls(variables)
         return render_text((BUILDKIT / "templates" / template).read_text(encoding="utf-8"), variables)
 
     return render
@@ -286,7 +326,7 @@ def test_verify_script_v0_4_0_overrides_the_copy_image(verify_render):
     assert "helper_registry" not in script and "BKPROV_HELPER_REGISTRY" not in script
 
 
-def test_verify_script_v0_4_0_serves_its_own_copy_helper_without_a_registry(verify_render, tmp_path):
+def test_verify_script_v0_4_0_serves_its_own_copy_helper_without_a_registry(verify_render, lookups, tmp_path):
     # The role's files/ are found the way a role run finds them.
     script = verify_render("v0.4.0", verify_registry="", ansible_search_path=[str(VERIFY)])
     assert "<<'BKPROV_HELPER_REGISTRY'" in script and "<<'BKPROV_COPY_HELPER'" in script
@@ -338,6 +378,6 @@ def test_buildkitd_toml_registry_keypair_is_toml(buildkit_render):
 )
 def test_snapshotter_follows_the_root_filesystem(buildkit_render, fstype, configured, rendered):
     text = buildkit_render(
-        "buildkitd.toml.j2", "v0.10.6", buildkit_snapshotter=configured, __buildkit_host={"root_fstype": fstype}
+        "buildkitd.toml.j2", "v0.10.6", buildkit_snapshotter=configured, buildkit_host_facts={"root_fstype": fstype}
     )
     assert tomllib.loads(text)["worker"]["oci"]["snapshotter"] == rendered

@@ -1,0 +1,205 @@
+# Copyright: bkprov developers
+# Apache-2.0
+"""Action: fetch → verify → install → configure → (re)start → wait, in as few round trips as possible.
+
+The one install path of the runc and buildkit roles. On the controller it refuses what the
+role refused (``refuse``), fetches and verifies the artifact into the cache and reads the files
+given by ``src`` (TLS keys stay out of every result). On the host it runs
+``module_utils/converge.py`` once, as a plain ``python3 -c`` whose arguments arrive on stdin:
+one connection command, no AnsiballZ, nothing written to the journal. Only when the host lacks
+the artifact does a second call follow, with the artifact streamed on the same stdin.
+
+Connections that cannot pipe stdin (pipelining off) get the same code through the
+``bkprov.buildkit.converge`` module and a file transfer instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible import constants as C
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as converge_utils
+from ansible_collections.bkprov.buildkit.plugins.module_utils.artifacts import ArtifactError, ensure
+
+# Run the converge source that follows on stdin in __main__, so its main() reads the rest of stdin.
+BOOTSTRAP = "import sys;b=sys.stdin.buffer;exec(compile(b.read(int(b.readline())),'bkprov-converge','exec'))"
+AUTO_INTERPRETERS = ("", "auto", "auto_legacy", "auto_silent", "auto_legacy_silent")
+
+
+def selected_steps(step_tags, task_tags, run_tags, skip_tags):
+    """Which steps run under --tags/--skip-tags: a task tag that names no step (e.g. 'buildkit') selects all."""
+    run_tags, skip_tags = set(run_tags or ["all"]), set(skip_tags or [])
+    step_only = set().union(*step_tags.values()) if step_tags else set()
+    everything = "all" in run_tags or bool(run_tags & (set(task_tags) - step_only))
+    steps = {}
+    for step in ("install", "configure", "run"):
+        tags = set(step_tags.get(step) or [])
+        steps[step] = bool((everything or run_tags & tags) and not skip_tags & tags)
+    # A change made under --tags buildkit_configure still restarts the daemon (as a notified handler
+    # would), unless the run step is skipped by name.
+    steps["restart"] = not skip_tags & set(step_tags.get("run") or [])
+    return steps
+
+
+def read_file_item(item):
+    """A file for the host: its content given, or read here from the controller path ``src``."""
+    item = dict(item)
+    if "src" in item:
+        with open(os.path.expanduser(item.pop("src")), encoding="utf-8") as handle:
+            item["content"] = handle.read()
+    if "content" not in item:
+        raise AnsibleActionFail(f"file {item.get('path')}: give content or src")
+    item["content"] = str(item["content"])
+    item["secret"] = bool(item.get("secret"))
+    return item
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False  # the fallback path makes its own temporary directory
+    _VALID_ARGS = frozenset(
+        (
+            "artifact",
+            "binary",
+            "release",
+            "group",
+            "files",
+            "absent",
+            "stop_before_remove",
+            "service",
+            "version_argv",
+            "step_tags",
+            "refuse",
+            "warn",
+            "facts",
+        )
+    )
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        args = self._task.args
+        refusals = [str(r) for r in args.get("refuse") or [] if r]
+        if refusals:
+            return dict(result, failed=True, phase="preflight", msg="\n".join(refusals))
+        warnings = [str(w) for w in args.get("warn") or [] if w]
+
+        params = {
+            "check_mode": bool(self._task.check_mode),
+            "steps": selected_steps(
+                args.get("step_tags") or {},
+                self._task.tags,
+                task_vars.get("ansible_run_tags"),
+                task_vars.get("ansible_skip_tags"),
+            ),
+            "group": args.get("group") or "",
+            "absent": list(args.get("absent") or []),
+            "stop_before_remove": list(args.get("stop_before_remove") or []),
+            "version_argv": list(args.get("version_argv") or []),
+        }
+        artifact = None
+        if args.get("artifact") and params["steps"]["install"]:
+            spec = args["artifact"]
+            try:
+                artifact = ensure(
+                    url=spec["url"],
+                    cache_dir=spec["cache_dir"],
+                    mirror=spec.get("mirror") or "",
+                    expected=spec.get("sha256") or "",
+                )
+            except ArtifactError as exc:
+                return dict(result, failed=True, phase="install", msg=str(exc))
+            if artifact.warning:
+                warnings.append(artifact.warning)
+            result["artifact"] = {"path": artifact.path, "sha256": artifact.sha256, "origin": artifact.origin}
+        for kind in ("binary", "release"):
+            if args.get(kind):
+                if artifact is None and params["steps"]["install"]:
+                    raise AnsibleActionFail(f"{kind} needs artifact (url, cache_dir) to install from")
+                if artifact is not None:
+                    params[kind] = dict(args[kind], sha256=artifact.sha256)
+        try:
+            params["files"] = [read_file_item(item) for item in args.get("files") or []]
+        except OSError as exc:
+            return dict(result, failed=True, phase="install", msg=f"cannot read a file to install: {exc}")
+        if args.get("service"):
+            params["service"] = dict(args["service"])
+
+        out = self._converge(params, None, task_vars)
+        if out.get("needs_artifact") and artifact is not None:
+            out = self._converge(params, artifact.path, task_vars)
+        if out.get("needs_artifact"):
+            return dict(result, failed=True, phase="install", msg="the host still lacks the artifact after it was sent")
+
+        diff = out.pop("diff", [])
+        result.update(out)
+        if self._task.diff and diff:
+            result["diff"] = diff
+        if warnings:
+            result["warnings"] = warnings
+        if args.get("facts") and not out.get("failed"):
+            result["ansible_facts"] = dict(args["facts"])
+        return result
+
+    # ------------------------------------------------------------ remote side
+
+    def _interpreter(self, task_vars):
+        try:
+            configured = C.config.get_config_value("INTERPRETER_PYTHON", variables=task_vars)
+            configured = to_text(self._templar.template(configured) or "").strip()
+        except Exception:  # an unusual setting: fall back to discovery's answer or python3
+            configured = ""
+        if configured not in AUTO_INTERPRETERS:
+            return configured
+        return (task_vars.get("ansible_facts") or {}).get("discovered_interpreter_python") or "python3"
+
+    def _converge(self, params, artifact_path, task_vars):
+        if self._connection.is_pipelining_enabled():
+            return self._converge_piped(params, artifact_path, task_vars)
+        return self._converge_module(params, artifact_path, task_vars)
+
+    def _converge_piped(self, params, artifact_path, task_vars):
+        with open(converge_utils.__file__, "rb") as handle:
+            source = handle.read()
+        payload = json.dumps(dict(params, artifact_follows=bool(artifact_path))).encode("utf-8")
+        data = b"%d\n%s%d\n%s" % (len(source), source, len(payload), payload)
+        if artifact_path:
+            with open(artifact_path, "rb") as handle:
+                data += handle.read()
+        command = "%s -c %s" % (self._interpreter(task_vars), self._connection._shell.quote(BOOTSTRAP))
+        res = self._low_level_execute_command(command, in_data=data)
+        for line in reversed(res["stdout"].splitlines()):
+            if line.startswith("{"):
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    break
+        raise AnsibleActionFail(
+            "the converge step did not report a result (exit %s): %s"
+            % (res["rc"], (res["stderr"] or res["stdout"]).strip()[-2000:] or "no output; is python3 on the host?")
+        )
+
+    def _converge_module(self, params, artifact_path, task_vars):
+        module_args = {k: v for k, v in params.items() if k not in ("check_mode", "files")}
+        files = params.get("files") or []
+        module_args["files"] = [f for f in files if not f["secret"]]
+        module_args["secret_files"] = [f for f in files if f["secret"]]
+        remote_tmp = None
+        try:
+            if artifact_path:
+                remote_tmp = self._make_tmp_path()
+                remote = self._connection._shell.join_path(remote_tmp, "artifact")
+                self._transfer_file(artifact_path, remote)
+                self._fixup_perms2((remote_tmp, remote))
+                module_args["artifact_path"] = remote
+            out = self._execute_module(
+                module_name="bkprov.buildkit.converge", module_args=module_args, task_vars=task_vars
+            )
+        finally:
+            if remote_tmp:
+                self._remove_tmp_path(remote_tmp, force=True)
+        out.pop("invocation", None)
+        return out
