@@ -59,6 +59,7 @@ VERSION_FIELDS = {
     "defects": list,
     "prerelease": bool,
     "host_requirements": dict,
+    "buildctl_frontend_opt": str,
 }
 # Fields an entry may also carry: the tag's commit, who published sha256, where the entry came
 # from (catalog/overlay), and what `bkprov versions --refresh` derived or could not know.
