@@ -486,11 +486,16 @@ def start_copy_helper(helper, busybox, workdir):
     return process, image
 
 
-def run_probe(buildctl, socket_path, busybox, copy_mode, helper, timeout):
-    """{"ran", "skipped", "rc", "output", "command", "run_line"} of one offline build."""
-    command = "%s --addr unix://%s build --no-cache --frontend dockerfile.v0 (FROM scratch, COPY, RUN, COPY)" % (
+def run_probe(buildctl, socket_path, busybox, copy_mode, helper, timeout, frontend_opt="--opt"):
+    """{"ran", "skipped", "rc", "output", "command", "run_line"} of one offline build.
+
+    ``frontend_opt`` is the release's buildctl flag for frontend options (catalog fact); no-cache goes
+    through it because v0.3.x buildctl refuses --no-cache with a frontend.
+    """
+    command = "%s --addr unix://%s build %s no-cache= --frontend dockerfile.v0 (FROM scratch, COPY, RUN, COPY)" % (
         buildctl,
         socket_path,
+        frontend_opt,
     )
     probe = {"ran": False, "skipped": "", "rc": None, "output": "", "command": command, "run_line": ""}
     if not busybox:
@@ -507,14 +512,14 @@ def run_probe(buildctl, socket_path, busybox, copy_mode, helper, timeout):
         os.chmod(os.path.join(context, "busybox"), 0o755)
         with open(os.path.join(context, "Dockerfile"), "w", encoding="utf-8") as handle:
             handle.write(PROBE_DOCKERFILE)
-        argv = [buildctl, "--addr", "unix://" + socket_path, "build", "--no-cache", "--progress=plain"]
+        argv = [buildctl, "--addr", "unix://" + socket_path, "build", frontend_opt, "no-cache=", "--progress=plain"]
         argv += ["--frontend", "dockerfile.v0", "--local", "context=" + context, "--local", "dockerfile=" + context]
         if copy_mode != "fileop":
             registry, image = start_copy_helper(helper, busybox, work)
             if registry is None:
                 probe["skipped"] = image
                 return probe
-            argv += ["--opt", "override-copy-image=" + image]
+            argv += [frontend_opt, "override-copy-image=" + image]
             probe["command"] += " with COPY helper image " + image
         probe["ran"] = True
         try:
@@ -612,7 +617,13 @@ def discover(p, evidence, systemd):
     elif p["probe"]:
         copy_mode = (p["release"].get("dockerfile_copy") or {}).get("mode", "fileop")
         evidence["probe"] = run_probe(
-            daemon["buildctl"], socket_path, find_busybox(p["busybox"]), copy_mode, p["copy_helper"], p["probe_timeout"]
+            daemon["buildctl"],
+            socket_path,
+            find_busybox(p["busybox"]),
+            copy_mode,
+            p["copy_helper"],
+            p["probe_timeout"],
+            p["release"].get("buildctl_frontend_opt") or "--opt",
         )
     return daemon, eff
 
