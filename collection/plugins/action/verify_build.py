@@ -71,7 +71,9 @@ class ActionModule(ActionBase):
             (version_word(line[len(INSTALLED_PREFIX) :]) for line in lines if line.startswith(INSTALLED_PREFIX)), ""
         )
         pattern = re.compile(r"buildctl github\.com/moby/buildkit " + re.escape(release["version"]) + r".*")
-        run_line = next((m.group(0).strip() for m in map(pattern.search, lines) if m), "")
+        # The RUN step's output, not the installed-version line above it (which carries the same text).
+        build_lines = [line for line in lines if not line.startswith(INSTALLED_PREFIX)]
+        run_line = next((m.group(0).strip() for m in map(pattern.search, build_lines) if m), "")
         result.update(
             changed=False,
             version=release["version"],
