@@ -79,6 +79,8 @@ class ActionModule(ActionBase):
             tls_dir=str(a.get("tls_dir") or "/etc/buildkit/tls"),
             **tls_args,
         )
+        # Public: the catalog entry, for the play (provision.yml pairs runc with it) and the user's own tasks.
+        result["ansible_facts"] = {"buildkit_release": release}
         warnings = buildkit_plan.input_warnings(host, tcp, insecure)
         if warnings:
             result["warnings"] = warnings

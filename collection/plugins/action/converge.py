@@ -23,7 +23,12 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as converge_utils
-from ansible_collections.bkprov.buildkit.plugins.module_utils.artifacts import ArtifactError, ensure
+from ansible_collections.bkprov.buildkit.plugins.module_utils.artifacts import (
+    ArtifactError,
+    ensure,
+    read_lock,
+    relpath_for,
+)
 
 # Run the converge source that follows on stdin in __main__, so its main() reads the rest of stdin.
 BOOTSTRAP = "import sys;b=sys.stdin.buffer;exec(compile(b.read(int(b.readline())),'bkprov-converge','exec'))"
@@ -43,6 +48,19 @@ def selected_steps(step_tags, task_tags, run_tags, skip_tags):
     # would), unless the run step is skipped by name.
     steps["restart"] = not skip_tags & set(step_tags.get("run") or [])
     return steps
+
+
+def expected_sha256(spec):
+    """The sha256 the artifact must have, without reading it: what ensure() would enforce, strongest first
+    (an import's recorded hash, the catalog's, one recorded on first use); empty when none is known yet.
+
+    An up-to-date host is recognised by this hash alone, so a re-run never re-hashes the cached tarball;
+    the file is verified (ensure) only when it is about to be sent.
+    """
+    lock = read_lock(spec["cache_dir"]).get(relpath_for(spec["url"]))
+    if lock and lock.get("origin") == "import":
+        return lock["sha256"]
+    return spec.get("sha256") or (lock or {}).get("sha256") or ""
 
 
 def read_file_item(item):
@@ -100,27 +118,22 @@ class ActionModule(ActionBase):
             "stop_before_remove": list(args.get("stop_before_remove") or []),
             "version_argv": list(args.get("version_argv") or []),
         }
+        spec = args.get("artifact") if params["steps"]["install"] else None
         artifact = None
-        if args.get("artifact") and params["steps"]["install"]:
-            spec = args["artifact"]
+        digest = ""
+        if spec:
             try:
-                artifact = ensure(
-                    url=spec["url"],
-                    cache_dir=spec["cache_dir"],
-                    mirror=spec.get("mirror") or "",
-                    expected=spec.get("sha256") or "",
-                )
+                digest = expected_sha256(spec)
+                if not digest:  # nothing known about it yet: fetch (or record on first use) now
+                    artifact = self._ensure(spec, warnings)
+                    digest = artifact.sha256
             except ArtifactError as exc:
                 return dict(result, failed=True, phase="install", msg=str(exc))
-            if artifact.warning:
-                warnings.append(artifact.warning)
-            result["artifact"] = {"path": artifact.path, "sha256": artifact.sha256, "origin": artifact.origin}
         for kind in ("binary", "release"):
-            if args.get(kind):
-                if artifact is None and params["steps"]["install"]:
+            if args.get(kind) and params["steps"]["install"]:
+                if not spec:
                     raise AnsibleActionFail(f"{kind} needs artifact (url, cache_dir) to install from")
-                if artifact is not None:
-                    params[kind] = dict(args[kind], sha256=artifact.sha256)
+                params[kind] = dict(args[kind], sha256=digest)
         try:
             params["files"] = [read_file_item(item) for item in args.get("files") or []]
         except OSError as exc:
@@ -129,10 +142,19 @@ class ActionModule(ActionBase):
             params["service"] = dict(args["service"])
 
         out = self._converge(params, None, task_vars)
-        if out.get("needs_artifact") and artifact is not None:
-            out = self._converge(params, artifact.path, task_vars)
         if out.get("needs_artifact"):
-            return dict(result, failed=True, phase="install", msg="the host still lacks the artifact after it was sent")
+            try:
+                artifact = artifact or self._ensure(spec, warnings)
+            except ArtifactError as exc:
+                return dict(result, failed=True, phase="install", msg=str(exc))
+            for kind in ("binary", "release"):
+                if kind in params:
+                    params[kind]["sha256"] = artifact.sha256
+            out = self._converge(params, artifact.path, task_vars)
+            if out.get("needs_artifact"):
+                return dict(result, failed=True, phase="install", msg="the host still lacks the artifact after it was sent")
+        if artifact is not None:
+            result["artifact"] = {"path": artifact.path, "sha256": artifact.sha256, "origin": artifact.origin}
 
         diff = out.pop("diff", [])
         result.update(out)
@@ -143,6 +165,18 @@ class ActionModule(ActionBase):
         if args.get("facts") and not out.get("failed"):
             result["ansible_facts"] = dict(args["facts"])
         return result
+
+    def _ensure(self, spec, warnings):
+        """The artifact fetched into the controller cache and verified (sha256)."""
+        artifact = ensure(
+            url=spec["url"],
+            cache_dir=spec["cache_dir"],
+            mirror=spec.get("mirror") or "",
+            expected=spec.get("sha256") or "",
+        )
+        if artifact.warning:
+            warnings.append(artifact.warning)
+        return artifact
 
     # ------------------------------------------------------------ remote side
 

@@ -11,6 +11,7 @@ description:
     as C(release).
   - Refuses flags and registry keys the version does not know, a C(tcp_address) that is not C(tcp://HOST:PORT),
     TCP listeners hidden in C(extra_flags), and incomplete own TLS files, naming each problem and the fix.
+  - Sets the fact C(buildkit_release) to that entry.
   - Returns C(tls), the TCP/TLS plan (unit flags, local buildctl arguments, the host's TLS files by controller
     source path, the server certificate's names).
 options:
