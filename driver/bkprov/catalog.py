@@ -69,11 +69,27 @@ def load_raw() -> dict[str, Any]:
         raise BkprovError(str(exc), exit_code=EXIT_USAGE) from exc
 
 
-def versions() -> list[str]:
-    return list(load_raw()["versions"])
+def versions(pre: bool = True) -> list[str]:
+    """Catalog versions, oldest first; without release candidates unless ``pre``."""
+    return list(shared.releases(load_raw(), pre=pre))
+
+
+def choose(spec: str) -> str:
+    """The concrete version a user's spec names: latest, a minor (v0.12), or a version with or without v."""
+    try:
+        return str(shared.resolve_alias(load_raw(), spec))
+    except shared.UnknownVersion as exc:
+        raise BkprovError(f"{exc} `bkprov versions` lists all.", exit_code=EXIT_USAGE) from exc
+
+
+def is_alias(spec: str, version: str) -> bool:
+    """Whether ``spec`` named ``version`` indirectly (latest, v0.12), so the choice is worth saying."""
+    return spec not in (version, version.removeprefix("v"))
 
 
 def get(version: str) -> Release:
+    """The release a spec names (see ``choose``), typed."""
+    version = choose(version)
     try:
         entry = shared.resolve(load_raw(), version)  # the same resolution the roles' lookup does
     except shared.UnknownVersion as exc:
@@ -101,8 +117,8 @@ def get(version: str) -> Release:
     )
 
 
-def all_releases() -> list[Release]:
-    return [get(v) for v in versions()]
+def all_releases(pre: bool = True) -> list[Release]:
+    return [get(v) for v in versions(pre)]
 
 
 def runc_url(version: str) -> str:

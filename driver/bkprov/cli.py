@@ -7,16 +7,23 @@ Heavy imports (docker, ansible_runner) happen inside commands, so bad input is a
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import traceback
 
 from bkprov import __version__
-from bkprov.errors import EXIT_INTERRUPTED, BkprovError
+from bkprov.console import err, problem
+from bkprov.errors import EXIT_FAILED, EXIT_INTERRUPTED, BkprovError, describe
 
 EPILOG = """\
 exit codes:
   0    success (doctor: no problem found)
-  1    the command ran and failed: a play or the verify build failed, doctor found a problem
-  2    bad input, or the target could not be reached or checked; nothing was changed
+  1    failed: a play, the verify build, a download or making a target failed;
+       doctor found a problem; or an unexpected error
+  2    refused or could not run: bad input (refused before anything changes), or
+       Docker, the cache, a tool or a target could not be reached or used
+       (doctor: a host could not be checked)
   130  interrupted (Ctrl-C); re-running the same command converges
 """
 
@@ -37,9 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bkprov.console import err, problem
+def debugging(argv: list[str]) -> bool:
+    """BKPROV_DEBUG=1, or -v before any `--` (exec's command is not ours)."""
+    ours = argv[: argv.index("--")] if "--" in argv else argv
+    return bool(os.environ.get("BKPROV_DEBUG")) or any(re.fullmatch(r"-v+|--verbose", arg) for arg in ours)
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure ends as one line with what to do, and a documented exit code."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
         options = build_parser().parse_args(argv)
         return int(options.run(options))
@@ -49,6 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]bkprov: interrupted[/]; re-run the same command to converge the target")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`bkprov versions | head`): nothing left to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:  # the guard: no traceback reaches a user unless asked for
+        error = describe(exc)
+        if debugging(argv):
+            traceback.print_exc()
+        problem(str(error))
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from bkprov.paths import cache_dir, collections_root, playbooks_dir, state_dir
 from bkprov.results import PlayResult, host_results
 
 EventSink = Callable[[dict[str, Any]], None]
-LEGACY_RUN_PREFIX = "RUN printed:"
 
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -58,7 +57,6 @@ class Collector:
         self.sink = sink
         self.stats: dict[str, Any] = {}
         self.task_errors: dict[str, str] = {}  # host -> the failed task's message
-        self.legacy_output: dict[str, str] = {}
 
     def __call__(self, event: dict[str, Any]) -> bool:
         data = event.get("event_data", {})
@@ -70,9 +68,6 @@ class Collector:
             self.task_errors[data.get("host", "?")] = f"{data.get('task', '?')}: {task_message(res)}"
         if name.startswith("runner_on_") and isinstance(res, dict) and res.get("warnings"):
             self.result.warnings += res["warnings"]
-        # Fallback for playbooks that do not publish their results yet; published data wins.
-        if name == "runner_on_ok" and str(res.get("msg", "")).startswith(LEGACY_RUN_PREFIX):
-            self.legacy_output[data.get("host", "?")] = res["msg"].removeprefix(LEGACY_RUN_PREFIX).strip()
         if name == "playbook_on_stats":
             self.stats = data
         if self.sink:
@@ -83,9 +78,6 @@ class Collector:
         result = self.result
         result.rc, result.status, result.seconds = rc, status, seconds
         result.hosts = host_results(self.stats, self.task_errors)
-        for host, line in self.legacy_output.items():
-            if host in result.hosts and not result.hosts[host].published:
-                result.hosts[host].build_output = line
         return result
 
 

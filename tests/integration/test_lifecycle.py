@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import time
 
 import pytest
 
+from bkprov import artifacts
+from bkprov.paths import cache_dir
 from bkprov.targets import container as ct
 from tests.support.helpers import bkprov, require_real, sh
 
@@ -100,3 +103,32 @@ def test_matrix_reports_each_version_including_missing_artifacts(tmp_path, docke
     assert "v0.9.0" in report.with_suffix(".md").read_text()
     # Cleaned up: no matrix target left.
     assert not [t for t in ct.list_targets(docker_client) if t.name.startswith("bkprov-matrix-")]
+
+
+def test_matrix_tells_a_failed_build_from_a_failed_install(tmp_path, docker_client):
+    """A release installed and started whose verify build does not print its version: 'build failed',
+    reached verify, provision ok, build failed, in the JSON and the Markdown report."""
+    require_real("v0.10.6")
+    cache, fake = tmp_path / "cache", "v0.10.99"
+    (cache / "catalog").mkdir(parents=True)
+    (cache / "catalog" / "overlay.yml").write_text(f'versions:\n  {fake}:\n    released: "2030-01-01"\n')
+    # v0.10.6's real files under the name of a release that does not exist: it installs and starts,
+    # and its build prints v0.10.6 where the verify role wants v0.10.99.
+    for item in artifacts.needed("v0.10.6"):
+        relpath = item.relpath.replace("v0.10.6", fake)
+        (cache / relpath).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cache_dir() / item.relpath, cache / relpath)
+    report = tmp_path / "report"
+    result = bkprov(
+        "matrix", fake, "--report", str(report), "--prefix", "bkprov-test-mx", env={"BKPROV_CACHE": str(cache)}
+    )
+    assert result.returncode == 1, result.stderr
+    (row,) = json.loads(report.with_suffix(".json").read_text())
+    assert (row["phase"], row["reached"], row["provision_ok"], row["build_ok"]) == (
+        "build failed",
+        "verify",
+        True,
+        False,
+    )
+    assert f"| {fake} | container | build failed | verify | True | False |" in report.with_suffix(".md").read_text()
+    assert not [t for t in ct.list_targets(docker_client) if t.name.startswith("bkprov-test-mx")]

@@ -8,9 +8,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import io
 import json
 import re
 import socket
+import tarfile
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -375,15 +377,29 @@ def test_driver_fetch_checks_the_catalog_hash(cache, tmp_path, monkeypatch):
     assert f"actual {sha(b'not v0.10.6')}" in str(info.value)
 
 
+def release_tarball(path: Path, version: str) -> Path:
+    """bin/buildkitd and bin/buildctl, the latter a script saying ``version`` as buildctl does."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in (
+            ("bin/buildkitd", "buildkitd"),
+            ("bin/buildctl", f"buildctl github.com/moby/buildkit {version} x"),
+        ):
+            data = f"#!/bin/sh\necho '{text}'\n".encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
 def test_driver_import_then_fetch(cache, tmp_path):
-    build = tmp_path / "custom.tar.gz"
-    build.write_bytes(b"custom v0.10.6")
-    imported = artifacts.import_file("buildkit", "v0.10.6", str(build))
+    build = release_tarball(tmp_path / "custom.tar.gz", "v0.10.6")
+    imported, checked = artifacts.import_file("buildkit", "v0.10.6", str(build))
+    assert checked.endswith("--version: buildctl github.com/moby/buildkit v0.10.6 x")
     item = artifacts.needed("v0.10.6", with_runc=False)[0]
     assert item.cached
     assert Path(imported.path) == cache / item.relpath
     fetched = artifacts.fetch(item)  # catalog hash differs; the imported one is enforced
-    assert (fetched.origin, fetched.sha256) == ("import", sha(b"custom v0.10.6"))
+    assert (fetched.origin, fetched.sha256) == ("import", sha(build.read_bytes()))
     assert artifacts.lock_entries()[item.relpath]["origin"] == "import"
 
 
@@ -394,3 +410,22 @@ def test_driver_unknown_runc_version(cache, tmp_path):
         artifacts.import_file("runc", "v9.9.9", str(build))
     assert info.value.exit_code == 2
     assert "v1.0.2" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("output", "version", "named"),
+    [
+        ("buildctl github.com/moby/buildkit v0.10.6 0c9b5aeb269c", "v0.10.6", True),
+        ("buildctl github.com/moby/buildkit v0.10.60 0c9b5aeb269c", "v0.10.6", False),
+        ("buildctl github.com/moby/buildkit v0.10.5 0c9b5aeb269c", "v0.10.6", False),
+        ("runc version 1.0.2\ncommit: v1.0.2-0-g52b36a2d\nspec: 1.0.2-dev", "v1.0.2", True),
+        ("runc version 1.0.0-rc7\nspec: 1.0.1-dev", "v1.0.0-rc7", True),
+        ("runc version 1.0.0-rc7\nspec: 1.0.1-dev", "v1.0.0-rc6", False),
+        ("runc version 1.1.12+noseccomp\ncommit: 51d5e946", "v1.1.12+noseccomp", True),
+        ("runc version 1.1.12+noseccomp\ncommit: 51d5e946", "v1.1.12", True),  # build metadata
+        ("runc version 1.1.12\ncommit: 51d5e946", "v1.1.12+noseccomp", False),
+        ("runc version 1.1.7\nspec: 1.0.2-dev", "v1.0.2", False),  # the spec version is not runc's
+    ],
+)
+def test_version_output_names_the_release(output, version, named):
+    assert artifacts.names_version(output, version) is named

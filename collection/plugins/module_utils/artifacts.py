@@ -12,6 +12,7 @@ those of imported (custom) builds and those seen on first use. Used by the
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -46,6 +47,21 @@ class DownloadError(ArtifactError):
 
 class ChecksumMismatch(ArtifactError):
     """The file is there but its sha256 is not the expected one."""
+
+
+class CacheUnwritable(ArtifactError):
+    """The cache directory cannot be created or written (permissions, read-only, full disk)."""
+
+
+# Errors of the local disk, not of the network: retrying a download does not help.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR)
+
+
+def unwritable(path: str, exc: OSError) -> CacheUnwritable:
+    return CacheUnwritable(
+        f"cannot write {path} ({exc.strerror}): free space or fix permissions there, "
+        "or point BKPROV_CACHE at a writable directory with room"
+    )
 
 
 @dataclass
@@ -94,8 +110,12 @@ def file_lock(path: str) -> Iterator[None]:
 @contextlib.contextmanager
 def locked(cache_dir: str) -> Iterator[None]:
     """Serialise cache writers (two provisions at once share one cache)."""
-    os.makedirs(cache_dir, exist_ok=True)
-    with file_lock(os.path.join(cache_dir, ".lock")):
+    with contextlib.ExitStack() as stack:
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            stack.enter_context(file_lock(os.path.join(cache_dir, ".lock")))
+        except OSError as exc:
+            raise unwritable(cache_dir, exc) from exc
         yield
 
 
@@ -159,6 +179,8 @@ def _download(source: str, dest: str, progress: Optional[Progress], attempts: in
             last_error = exc
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+                raise unwritable(partial, exc) from exc
             if attempt < attempts:
                 time.sleep(2**attempt)
     raise DownloadError(
@@ -223,10 +245,15 @@ def import_file(url: str, cache_dir: str, source_file: str) -> Artifact:
     relpath = relpath_for(url)
     dest = os.path.join(cache_dir, relpath)
     with locked(cache_dir):
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
         partial = dest + ".partial"
-        shutil.copyfile(source_file, partial)
-        os.replace(partial, dest)
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copyfile(source_file, partial)
+            os.replace(partial, dest)
+        except OSError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise unwritable(dest, exc) from exc
         digest = sha256_of(dest)
         record(cache_dir, relpath, digest, "import")
     return Artifact(dest, relpath, digest, "import", True)

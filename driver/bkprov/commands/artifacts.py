@@ -72,7 +72,8 @@ def run_list(options: argparse.Namespace) -> int:
 def run_import(options: argparse.Namespace) -> int:
     kind, version, path = options.kind, options.version, options.file
     if kind == "buildkit":
-        version = catalog.get(version).version
-    result = artifacts.import_file(kind, version, path)
+        version = catalog.choose(version)
+    result, checked = artifacts.import_file(kind, version, path)
+    log(checked)
     log(f"imported {path} as {result.relpath} (sha256 {result.sha256}); provisions of {version} use it")
     return 0

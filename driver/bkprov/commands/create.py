@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from bkprov.commands.options import Subparsers, add_json, add_new_target, spec
+from bkprov.commands.options import Subparsers, add_json, add_new_target, spec, target_name
 from bkprov.console import log, print_json
 
 
 def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("create", help="make a target without installing anything")
-    parser.add_argument("name")
+    parser.add_argument("name", type=target_name)
     add_new_target(parser)
     parser.add_argument("--version", dest="version", default="", help="label the target with this BuildKit version")
     add_json(parser)

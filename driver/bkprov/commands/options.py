@@ -7,11 +7,55 @@ travels further is a ``Selection``, a ``Spec`` or a plain value, never the Names
 from __future__ import annotations
 
 import argparse
+import re
 
 from bkprov.plays import DEFAULT_FORKS, Fleet
-from bkprov.targets import KINDS, Selection, Spec
+from bkprov.targets import KINDS, NAME, Selection, Spec
 
 Subparsers = argparse._SubParsersAction
+
+
+# ---------------------------------------------------------------- argument types (argparse exits 2 on them)
+
+TCP = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})")
+HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})")
+
+
+def target_name(value: str) -> str:
+    """A name Docker accepts for a container, and safe for a VM's directory and hostname."""
+    if not NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a valid name: letters, digits, '_', '.' and '-', starting with a letter or digit, "
+            "at most 63 characters (e.g. bkprov-dev)"
+        )
+    return value
+
+
+def tcp_address(value: str) -> str:
+    match = TCP.fullmatch(value)
+    if not match or not 1 <= int(match.group(2)) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected tcp://HOST:PORT with a port from 1 to 65535 (e.g. tcp://0.0.0.0:1234)"
+        )
+    return value
+
+
+def host_port(value: str) -> str:
+    match = HOST_PORT.fullmatch(value)
+    if not match or not 1 <= int(match.group(2)) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected HOST:PORT with a port from 1 to 65535 (e.g. 127.0.0.1:5000)"
+        )
+    return value
+
+
+def positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number of at least 1")
+    return int(value)
+
+
+# ---------------------------------------------------------------- option groups
 
 
 def add_json(parser: argparse.ArgumentParser, help: str = "print one machine-readable result") -> None:
@@ -48,7 +92,7 @@ def add_new_target(parser: argparse.ArgumentParser, name_help: str | None = None
     """How to make a target: kind, base image, network, VM acceleration."""
     parser.add_argument("--target", choices=KINDS, default="container", help="what to make (default: container)")
     if name_help:
-        parser.add_argument("--name", help=name_help)
+        parser.add_argument("--name", type=target_name, help=name_help)
     parser.add_argument("--image", help="base image with systemd for the container target (default: built locally)")
     parser.add_argument("--network", default="none", help="container network mode (default: none)")
     parser.add_argument(
@@ -62,17 +106,14 @@ def spec(options: argparse.Namespace, name: str, version: str) -> Spec:
 
 def add_registry(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--registry", metavar="HOST:PORT", help="plain-HTTP registry with the COPY helper image (BuildKit < v0.5.0)"
+        "--registry",
+        metavar="HOST:PORT",
+        type=host_port,
+        help="plain-HTTP registry with the COPY helper image (BuildKit < v0.5.0)",
     )
 
 
 # ---------------------------------------------------------------- fleets: which hosts, how many at once, rollouts
-
-
-def positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number of at least 1")
-    return int(value)
 
 
 def batch_size(value: str) -> str:

@@ -23,6 +23,7 @@ from bkprov.commands.options import (
     fleet,
     selection,
     spec,
+    tcp_address,
 )
 from bkprov.console import err, log, out
 from bkprov.errors import EXIT_USAGE, BkprovError
@@ -40,7 +41,10 @@ def register(subparsers: Subparsers) -> None:
     add_selection(parser, positional_name=False)
     add_registry(parser)
     parser.add_argument(
-        "--tcp", metavar="ADDR", help="also listen on tcp://HOST:PORT with mutual TLS (certificates made here)"
+        "--tcp",
+        metavar="ADDR",
+        type=tcp_address,
+        help="also listen on tcp://HOST:PORT with mutual TLS (certificates made here)",
     )
     parser.add_argument(
         "--insecure-tcp", action="store_true", help="plaintext TCP: whoever reaches it is root on the target"
@@ -77,7 +81,9 @@ class Request:
 def request(options: argparse.Namespace) -> Request:
     from bkprov.targets.container import default_name
 
-    version = catalog.get(options.version).version
+    version = catalog.choose(options.version)
+    if catalog.is_alias(options.version, version):
+        log(f"{options.version} is {version}")
     if options.insecure_tcp and not options.tcp:
         raise BkprovError("--insecure-tcp goes with --tcp ADDR", exit_code=EXIT_USAGE)
     return Request(
@@ -95,12 +101,14 @@ def request(options: argparse.Namespace) -> Request:
 
 def check_target(req: Request) -> Target | None:
     """The existing hosts to provision (checked now), or None when bkprov makes the target; refuses before fetching."""
-    from bkprov.targets import container, resolve
+    from bkprov import targets
+    from bkprov.targets import resolve
 
     if req.existing.given:
-        return resolve(req.existing)
-    if req.new.kind == "container":
-        container.existing_target(container.client(), req.new.name)  # a foreign container of that name is refused
+        target = resolve(req.existing)
+        target.start()  # a stopped container bkprov did not make is refused here, not after the download
+        return target
+    targets.check(req.new)  # a foreign container of that name, no such image or network, missing QEMU
     return None
 
 

@@ -11,6 +11,7 @@ and vm_image.py), hosts.py (an inventory, an SSH host, any Docker container).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,8 +20,10 @@ from bkprov.targets.base import Inventory, Target
 
 Log = Callable[[str], None]
 KINDS = ("container", "vm")  # what bkprov makes
+# Docker's rule for container names, also safe as a VM directory and a hostname (63 characters at most).
+NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 
-__all__ = ["KINDS", "Inventory", "Selection", "Spec", "Target", "all_targets", "find", "make", "resolve"]
+__all__ = ["KINDS", "NAME", "Inventory", "Selection", "Spec", "Target", "all_targets", "find", "make", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def find(name: str) -> Target:
     """The bkprov target called ``name`` (VM or container), as it is."""
     from bkprov.targets import container, vm
 
+    if not NAME.fullmatch(name):  # never a path: "../x" must not reach the VM directory
+        raise BkprovError(f"no bkprov target named {name}; `bkprov list` shows them", exit_code=EXIT_USAGE)
     machine = vm.get(name)
     if machine is not None:
         return machine
@@ -96,8 +101,22 @@ def all_targets(require_docker: bool = False) -> list[Target]:
     return sorted(found, key=lambda t: t.name)
 
 
+def check(spec: Spec) -> None:
+    """Refuse (exit 2) a target that cannot be made as asked, before anything is fetched or made."""
+    from bkprov.targets import container, vm
+
+    if not NAME.fullmatch(spec.name):
+        raise BkprovError(f"--name {spec.name!r}: use letters, digits, '_', '.' and '-' (e.g. bkprov-dev)", EXIT_USAGE)
+    if spec.kind == "vm":
+        if vm.get(spec.name) is None:
+            vm.check_tools()
+        return
+    container.check_spec(container.client(), spec.name, spec.image, spec.network)
+
+
 def make(spec: Spec, log: Log) -> Target:
     """Make the target ``spec`` describes, or take the existing bkprov target of that name (not started)."""
+    check(spec)
     if spec.kind == "vm":
         return _make_vm(spec, log)
     return _make_container(spec, log)

@@ -71,6 +71,7 @@ CAPABILITIES = [
 ]
 
 Log = Callable[[str], None]
+BUILTIN_NETWORKS = ("none", "host", "bridge", "default")
 
 
 @dataclass
@@ -132,7 +133,8 @@ def client() -> docker.DockerClient:
     except docker.errors.DockerException as exc:
         raise BkprovError(
             f"cannot reach the Docker daemon ({exc}). Start it (e.g. `systemctl start docker`, or "
-            "`dockerd --iptables=false --bridge=none &`) or set DOCKER_HOST."
+            "`dockerd --iptables=false --bridge=none &`) or set DOCKER_HOST.",
+            EXIT_USAGE,
         ) from exc
 
 
@@ -151,6 +153,24 @@ def existing_target(cli: docker.DockerClient, name: str) -> Container | None:
             f"a container named {name} exists and is not a bkprov target; pick another --name", exit_code=2
         )
     return container
+
+
+def check_spec(cli: docker.DockerClient, name: str, image: str | None, network: str) -> None:
+    """Refuse (exit 2) a container target that cannot be made as asked: a foreign name, no such image or network."""
+    existing_target(cli, name)
+    if image:
+        try:
+            cli.images.get(image)
+        except docker.errors.ImageNotFound as exc:
+            raise BkprovError(f"--image {image}: no such image here; `docker images` lists them", EXIT_USAGE) from exc
+    if network not in BUILTIN_NETWORKS and not network.startswith("container:"):
+        try:
+            cli.networks.get(network)
+        except docker.errors.NotFound as exc:
+            raise BkprovError(
+                f"--network {network}: no such Docker network; `docker network ls` lists them (default: none)",
+                EXIT_USAGE,
+            ) from exc
 
 
 def describe(container: Container) -> ContainerTarget:

@@ -179,6 +179,16 @@ def _boot_probe(image: VmImage, seconds: float = 20) -> tuple[str, str]:
     return verdict, f"no boot within {seconds:.0f} s"
 
 
+def check_tools() -> None:
+    """Refuse (exit 2) when a tool the VM target needs is missing."""
+    for tool in (QEMU, "qemu-img", "ssh", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            raise BkprovError(
+                f"{tool} is not installed; on Debian: apt-get install qemu-system-x86 qemu-utils openssh-client",
+                EXIT_USAGE,
+            )
+
+
 def create(
     name: str, version: str, log: Log, accel: str = "auto", memory: str = "2048", cgroup_v1: bool = False
 ) -> VmTarget:
@@ -187,11 +197,7 @@ def create(
     ``cgroup_v1`` boots the guest with the legacy cgroup hierarchy, for BuildKit whose bundled
     runc predates working cgroup v2 (the catalog's ``cgroup_v2: false``).
     """
-    for tool in (QEMU, "qemu-img", "ssh", "ssh-keygen"):
-        if shutil.which(tool) is None:
-            raise BkprovError(
-                f"{tool} is not installed; on Debian: apt-get install qemu-system-x86 qemu-utils openssh-client"
-            )
+    check_tools()
     image = ensure_vm_image(log)
     if accel == "auto":
         accel = probe_kvm(image, log)
