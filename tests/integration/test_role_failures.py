@@ -1,17 +1,22 @@
-"""The roles refuse bad hosts and bad artifacts with the cause named, and install nothing.
+"""The roles refuse bad hosts and bad artifacts with the cause named, and install nothing; a daemon
+that dies at start fails the provision with the journal line that says why.
 
-These need Docker but no real BuildKit binaries: the failures happen before any binary runs.
+These need Docker but no real BuildKit binaries: the failures happen before any binary runs, or
+with fake binaries (tests/support/fakes.py) whose buildkitd exits at start.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
+import re
 import tarfile
 
 import pytest
 
 from bkprov import catalog
+from tests.support.fakes import FAIL_MESSAGE, fake_cache
 from tests.support.helpers import ansible_playbook, docker_inventory, provision_refused_early, sh
 
 pytestmark = pytest.mark.docker
@@ -78,3 +83,79 @@ def test_unknown_flags_and_registry_keys_are_refused(tmp_path, make_target):
     assert result.returncode != 0
     assert "does not know" in result.stdout
     assert "--trace" in result.stdout and "insecure" in result.stdout
+
+
+def published(stdout: str) -> dict:
+    """What the play published with set_stats (ANSIBLE_SHOW_CUSTOM_STATS prints it after the recap)."""
+    text = re.search(r"RUN: (\{.*\})\s*$", stdout, re.MULTILINE | re.DOTALL).group(1)
+    return ast.literal_eval(text.replace("true", "True").replace("false", "False").replace("null", "None"))
+
+
+def root_inventory(tmp_path, name: str):
+    """The docker connection as root, without ansible_become: the play itself decides not to escalate."""
+    path = tmp_path / "root-inventory.yml"
+    path.write_text(
+        f"all:\n  hosts:\n    {name}:\n      ansible_connection: community.docker.docker\n"
+        "      ansible_python_interpreter: /usr/bin/python3\n"
+    )
+    return path
+
+
+def test_a_buildkitd_that_exits_at_start_fails_the_provision_with_its_journal_line(tmp_path, make_target):
+    env = fake_cache(tmp_path / "cache", fail=True)
+    name = make_target()
+
+    result = ansible_playbook(
+        "provision.yml",
+        root_inventory(tmp_path, name),
+        "-e",
+        "buildkit_version=v0.10.6",
+        env={**env, "ANSIBLE_SHOW_CUSTOM_STATS": "1"},
+    )
+
+    assert result.returncode != 0
+    assert "buildkitd v0.10.6 did not start: buildkit.service failed (result exit-code, exit status 1)" in result.stdout
+    assert "buildkitd[" in result.stdout and FAIL_MESSAGE.replace('"', '\\"') in result.stdout
+    host = published(result.stdout)["bkprov"][name]
+    assert host["ok"] is False and host["phase"] == "start" and host["playbook"] == "provision"
+    assert FAIL_MESSAGE in host["error"]
+    assert host["installed_version"] == "v0.10.6"  # installed, then it would not start
+    assert sh(name, "systemctl is-failed buildkit.service").stdout.strip() == "failed"
+
+
+def test_root_connection_without_become_provisions_verifies_and_uninstalls(tmp_path, make_target):
+    """No sudo in the container and no ansible_become in the inventory: bkprov escalates only for non-root users."""
+    env = {**fake_cache(tmp_path / "cache"), "ANSIBLE_SHOW_CUSTOM_STATS": "1"}
+    name = make_target()
+    assert sh(name, "command -v sudo").returncode != 0
+    inventory = root_inventory(tmp_path, name)
+
+    provisioned = ansible_playbook("provision.yml", inventory, "-e", "buildkit_version=v0.10.6", env=env)
+    assert provisioned.returncode == 0, provisioned.stdout[-3000:]
+    host = published(provisioned.stdout)["bkprov"][name]
+    assert host == {
+        "playbook": "provision",
+        "phase": "done",
+        "ok": True,
+        "version": "v0.10.6",
+        "installed_version": "v0.10.6",
+        "build_output": "buildctl github.com/moby/buildkit v0.10.6 fake",
+        "findings": host["findings"],
+        "error": "",
+    }
+    assert {f["check"] for f in host["findings"]} >= {"systemd", "nested-overlayfs"}
+    assert sh(name, "stat -c '%a %U %G' /run/buildkit/buildkitd.sock").stdout.strip() == "660 root buildkit"
+
+    again = ansible_playbook("provision.yml", inventory, "-e", "buildkit_version=v0.10.6", env=env)
+    assert again.returncode == 0 and re.search(rf"{name}\s+: ok=\d+\s+changed=0 ", again.stdout), again.stdout[-3000:]
+
+    verified = ansible_playbook("verify.yml", inventory, env=env)
+    assert verified.returncode == 0, verified.stdout[-3000:]
+    build_output = published(verified.stdout)["bkprov"][name]["build_output"]
+    assert build_output == "buildctl github.com/moby/buildkit v0.10.6 fake"
+
+    removed = ansible_playbook("uninstall.yml", inventory, env=env)
+    assert removed.returncode == 0, removed.stdout[-3000:]
+    assert published(removed.stdout)["bkprov"][name]["ok"] is True
+    assert sh(name, "ls -A /usr/local/bin").stdout.strip() == ""
+    assert sh(name, "test -e /etc/systemd/system/buildkit.service").returncode == 1

@@ -8,13 +8,15 @@ Skipped, with what is missing, when the bkprov cache lacks the real artifacts.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from tests.support.helpers import ansible_playbook, docker_inventory, require_real, sh
+from tests.support.fakes import fake_cache
+from tests.support.helpers import ansible_playbook, bkprov, docker_inventory, require_real, sh
 
 pytestmark = [pytest.mark.docker]
 
@@ -301,3 +303,78 @@ def test_tls_build_from_the_controller(tmp_path, make_target):
         [buildctl, "--addr", address, "debug", "workers"], capture_output=True, text=True, check=False, timeout=60
     )
     assert plain.returncode != 0
+
+
+def key_material(directory: Path) -> list[str]:
+    """What would give a private key away: each key's base64 body, its first line (which holds the private
+    scalar; the last lines of an EC key hold its public point, which certificates show anyway) and the
+    scalar in hex."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    pieces = []
+    for key in sorted(directory.glob("*-key.pem")):
+        lines = [line for line in key.read_text().splitlines() if line and not line.startswith("-----")]
+        assert lines, key
+        scalar = load_pem_private_key(key.read_bytes(), password=None).private_numbers().private_value
+        pieces += ["".join(lines), lines[0], f"{scalar:064x}"]
+    return pieces
+
+
+def leaks(text: str, pieces: list[str]) -> list[str]:
+    found = ["PRIVATE KEY"] if "PRIVATE KEY" in text else []
+    return found + [piece for piece in pieces if piece in text]
+
+
+def test_private_keys_never_leave_their_files(tmp_path, make_target):
+    """--tcp with fake binaries (the logs are the point, not TLS itself): no key material in the target's
+    journal, in bkprov -v output or --json, in anything ansible-runner leaves, or in ansible-playbook -vvv."""
+    env = {**fake_cache(tmp_path / "cache"), "BKPROV_KEEP_RUNS": "1"}
+    name = make_target()
+
+    run = bkprov("provision", "v0.10.6", "--name", name, "--tcp", TCP, "--json", "-v", env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads(run.stdout)  # the --json document is complete
+    local = tmp_path / "cache" / "tls" / name
+    pieces = key_material(local)
+    assert leaks(run.stdout, pieces) == [] and leaks(run.stderr, pieces) == []
+
+    runs = tmp_path / "cache" / ".bkprov" / "runs"
+    left = [p for p in runs.rglob("*") if p.is_file()]
+    assert left  # BKPROV_KEEP_RUNS kept ansible-runner's private data dir to look into
+    for path in left:
+        assert leaks(path.read_text(errors="replace"), pieces) == [], path
+
+    # The same play straight from ansible-playbook at -vvv (a re-run: the key files are written again only
+    # if they changed, so force that by changing one on the host).
+    sh(name, "echo tampered > /etc/buildkit/tls/key.pem")
+    played = ansible_playbook(
+        "provision.yml",
+        docker_inventory(tmp_path, name),
+        "-vvv",
+        "-e",
+        "buildkit_version=v0.10.6",
+        "-e",
+        f"buildkit_tcp_address={TCP}",
+        "-e",
+        f"buildkit_tls_local_dir={local}",
+        env=env,
+    )
+    assert played.returncode == 0, played.stdout[-3000:]
+    assert "/etc/buildkit/tls/key.pem" in played.stdout  # the key file was rewritten in this run
+    assert leaks(played.stdout + played.stderr, pieces) == []
+
+    journal = sh(name, "journalctl --no-pager -o cat")
+    assert journal.returncode == 0 and journal.stdout
+    assert leaks(journal.stdout, pieces) == []
+
+    # Modes as designed: private keys 0600 on the host and on the controller, certificates 0644.
+    modes = sh(name, "stat -c '%n %a %U' /etc/buildkit/tls/ca.pem /etc/buildkit/tls/cert.pem /etc/buildkit/tls/key.pem")
+    assert modes.stdout.split("\n")[:3] == [
+        "/etc/buildkit/tls/ca.pem 644 root",
+        "/etc/buildkit/tls/cert.pem 644 root",
+        "/etc/buildkit/tls/key.pem 600 root",
+    ]
+    assert sh(name, "cat /etc/buildkit/tls/key.pem").stdout == (local / "server-key.pem").read_text()
+    for key in local.glob("*-key.pem"):
+        assert os.stat(key).st_mode & 0o777 == 0o600, key
+    assert os.stat(local).st_mode & 0o777 == 0o700

@@ -135,3 +135,25 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def fake_cache(cache: Path, version: str = "v0.10.6", runc: str = "v1.0.2", fail: bool = False) -> dict[str, str]:
+    """An artifact cache holding a fake release of ``version`` and its runc, imported as a user would
+    (`bkprov artifacts import`); returns the environment that points bkprov and the roles at it."""
+    import os
+    import subprocess
+    import sys
+
+    files = cache.parent / f"{cache.name}-files"
+    tarball = files / f"buildkit-{version}.linux-amd64.tar.gz"
+    buildkit_tarball(tarball, version, fail)
+    runc_binary(files / "runc.amd64", runc)
+    env = {"BKPROV_CACHE": str(cache), "BKPROV_MIRROR": ""}
+    for kind, release, path in (("buildkit", version, tarball), ("runc", runc, files / "runc.amd64")):
+        subprocess.run(
+            [sys.executable, "-m", "bkprov.cli", "artifacts", "import", kind, release, str(path)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
+        )
+    return env
