@@ -28,7 +28,7 @@ def write_inventory(path: Path, groups: dict[str, list[str]]) -> Path:
             "children": {group: {"hosts": {h: {} for h in hosts}} for group, hosts in groups.items()},
         }
     }
-    path.write_text(yaml.safe_dump(inventory))
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))  # hosts in this order: the batches of --serial
     return path
 
 
