@@ -1,28 +1,43 @@
-"""Time bkprov against a plain shell baseline doing the same steps by hand.
+"""Time bkprov against a plain shell baseline doing the same steps by hand, all in one run.
 
-    python benchmarks/provision.py [--version v0.10.6] [--runs 3] [--vm] [--matrix v0.10.6,v0.12.5,v0.21.1,v0.4.0]
+    python benchmarks/provision.py [--version v0.10.6] [--runs 5] [--vm] [--fleet 4]
+                                   [--matrix v0.4.0,v0.10.6,v0.12.5,v0.16.0] [--json FILE]
 
-Needs the real artifacts in the bkprov cache and a Docker engine. Prints a Markdown table:
-fresh container to a verified build, the idempotent re-run, the baseline (docker run + copy +
-extract + a unit + systemctl start + one build) and the ratio; with --vm, a fresh VM too; with
---matrix, `bkprov matrix` over those versions with --jobs 1 and --jobs 2.
+Needs the real artifacts in the bkprov cache and a Docker engine. Every row is the median of
+``--runs`` runs made in this one invocation (the shell baseline too, interleaved with bkprov's
+runs so both see the same machine load):
+
+- fresh container to a verified build: ``bkprov provision`` on a name that does not exist yet;
+- the idempotent re-run of the same command (it must report changed=0), with its proof build;
+- the shell baseline: docker run + copy + extract + a unit + systemctl start + one build;
+- with ``--vm``: a fresh VM under software emulation (``--accel tcg``), boot included;
+- with ``--fleet N``: N fresh containers provisioned in one run (``--inventory``), against one;
+- with ``--matrix``: ``bkprov matrix`` over those versions with ``--jobs 2`` (once: it is long),
+  extrapolated linearly to the 27 versions of the reference table.
+
+Prints a Markdown table (the README's) headed by the command that produced it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 from bkprov import artifacts, catalog
 from bkprov.paths import cache_dir
 from bkprov.targets import container as ct
 from bkprov.targets import container_image as images
 
+REFERENCE_VERSIONS = 27  # the versions of reference/buildkit-versions.md's table (issue 12's matrix target)
 UNIT = """[Unit]
 Description=BuildKit (baseline)
 [Service]
@@ -39,28 +54,36 @@ BUILD = (
 
 def bkprov(*args: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "bkprov.cli", *args, "--json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bkprov.cli", *args, "--json"], capture_output=True, text=True, check=False
     )
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"bkprov {' '.join(args)} failed (exit {out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
+        )
     return json.loads(out.stdout)
 
 
-def timed(fn) -> float:  # noqa: ANN001
+def timed(fn: Callable[[], object]) -> float:
     started = time.monotonic()
     fn()
     return time.monotonic() - started
 
 
+def destroy(name: str) -> None:
+    subprocess.run([sys.executable, "-m", "bkprov.cli", "destroy", name], capture_output=True, check=False)
+
+
 def bkprov_fresh(version: str) -> tuple[float, float]:
-    cli = ct.client()
     name = f"bench-{uuid.uuid4().hex[:6]}"
     try:
         fresh = timed(lambda: bkprov("provision", version, "--name", name))
-        rerun_summary: dict = {}
-        rerun = timed(lambda: rerun_summary.update(bkprov("provision", version, "--name", name)))
-        assert rerun_summary["changed"] == 0, rerun_summary
+        summary: dict = {}
+        rerun = timed(lambda: summary.update(bkprov("provision", version, "--name", name)))
+        if summary.get("changed") != 0 or not summary.get("build_output"):
+            raise RuntimeError(f"the re-run was not idempotent or did not build: {summary}")
         return fresh, rerun
     finally:
-        ct.destroy(cli, name)
+        destroy(name)
 
 
 def baseline(version: str, image: str) -> float:
@@ -88,9 +111,32 @@ def baseline(version: str, image: str) -> float:
 def vm_fresh(version: str) -> float:
     name = f"bench-vm-{uuid.uuid4().hex[:6]}"
     try:
-        return timed(lambda: bkprov("provision", version, "--target", "vm", "--name", name))
+        return timed(lambda: bkprov("provision", version, "--target", "vm", "--accel", "tcg", "--name", name))
     finally:
-        subprocess.run([sys.executable, "-m", "bkprov.cli", "destroy", name], capture_output=True, check=False)
+        destroy(name)
+
+
+def fleet(version: str, hosts: int) -> tuple[float, float]:
+    """Seconds to provision ``hosts`` fresh containers in one run, and one fresh container the same way."""
+
+    def run(count: int) -> float:
+        names = [f"bench-fleet-{uuid.uuid4().hex[:6]}" for _ in range(count)]
+        try:
+            for name in names:
+                subprocess.run([sys.executable, "-m", "bkprov.cli", "create", name], capture_output=True, check=True)
+            with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as inventory:
+                inventory.write("all:\n  hosts:\n")
+                for name in names:
+                    inventory.write(
+                        f"    {name}:\n      ansible_connection: community.docker.docker\n"
+                        "      ansible_python_interpreter: /usr/bin/python3\n"
+                    )
+            return timed(lambda: bkprov("provision", version, "--inventory", inventory.name))
+        finally:
+            for name in names:
+                destroy(name)
+
+    return run(hosts), run(1)
 
 
 def matrix(versions: list[str], jobs: int, report: str) -> float:
@@ -99,33 +145,63 @@ def matrix(versions: list[str], jobs: int, report: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", default="v0.10.6")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--vm", action="store_true")
-    parser.add_argument("--matrix", default="", help="comma-separated versions for bkprov matrix timings")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--vm", action="store_true", help="also a fresh VM under software emulation")
+    parser.add_argument("--fleet", type=int, default=0, help="also N hosts in one run against one host")
+    parser.add_argument("--matrix", default="", help="comma-separated versions for bkprov matrix --jobs 2")
+    parser.add_argument("--json", default="", help="also write every measurement to this file")
     args = parser.parse_args()
     version = catalog.get(args.version).version
     image = images.ensure_image(ct.client(), print)
-    fresh, rerun, base = [], [], []
-    for _ in range(args.runs):
-        f, r = bkprov_fresh(version)
-        fresh.append(f)
-        rerun.append(r)
-        base.append(baseline(version, image))
-    med = statistics.median
-    print(f"\n| {version}, {args.runs} runs, median | seconds |\n|---|---|")
-    print(f"| bkprov provision, fresh container to verified build | {med(fresh):.1f} |")
-    print(f"| bkprov provision, idempotent re-run (changed=0) | {med(rerun):.1f} |")
-    print(f"| shell baseline: docker run + copy + extract + unit + start + build | {med(base):.1f} |")
-    print(f"| ratio fresh / baseline | {med(fresh) / med(base):.2f} |")
+    raw: dict[str, list[float]] = {"fresh": [], "rerun": [], "baseline": [], "vm": [], "fleet": [], "single": []}
+    for run in range(args.runs):
+        fresh, rerun = bkprov_fresh(version)
+        raw["fresh"].append(fresh)
+        raw["rerun"].append(rerun)
+        raw["baseline"].append(baseline(version, image))
+        if args.vm:
+            raw["vm"].append(vm_fresh(version))
+        if args.fleet:
+            many, one = fleet(version, args.fleet)
+            raw["fleet"].append(many)
+            raw["single"].append(one)
+        print(
+            f"run {run + 1}/{args.runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in raw.items() if v),
+            file=sys.stderr,
+        )
+
+    med = {key: statistics.median(values) for key, values in raw.items() if values}
+    print(
+        f"\n`{shlex.join(['python', 'benchmarks/provision.py', *sys.argv[1:]])}` ({version}, medians of {args.runs})\n"
+    )
+    print("| what | seconds | target |\n|---|---|---|")
+    ratio = med["fresh"] / med["baseline"]
+    print(f"| shell baseline: docker run + copy + extract + unit + start + build | {med['baseline']:.1f} | |")
+    fresh = f"{med['fresh']:.1f} ({ratio:.2f}x baseline)"
+    print(f"| `bkprov provision`, fresh container to verified build | {fresh} | ≤ 1.5x |")
+    print(f"| `bkprov provision` again, idempotent (changed=0), with its proof build | {med['rerun']:.1f} | ≤ 3 |")
     if args.vm:
-        print(f"| bkprov provision --target vm, fresh VM to verified build | {vm_fresh(version):.1f} |")
+        what = "`bkprov provision --target vm --accel tcg`, fresh VM to verified build, boot included"
+        print(f"| {what} | {med['vm']:.1f} | ≤ 60 |")
+    if args.fleet:
+        scale = med["fleet"] / med["single"]
+        print(
+            f"| `bkprov provision --inventory` with {args.fleet} fresh containers (one: {med['single']:.1f}) "
+            f"| {med['fleet']:.1f} ({scale:.2f}x one) | ≤ 1.5x |"
+        )
     if args.matrix:
-        versions = args.matrix.split(",")
-        for jobs in (1, 2):
-            seconds = matrix(versions, jobs, f"/tmp/bkprov-bench-matrix-{jobs}")
-            print(f"| bkprov matrix {' '.join(versions)} --jobs {jobs} | {seconds:.1f} |")
+        versions = [catalog.get(v).version for v in args.matrix.split(",")]
+        seconds = matrix(versions, 2, tempfile.mkdtemp(prefix="bkprov-bench-matrix-"))
+        raw["matrix"] = [seconds]
+        whole = seconds / len(versions) * REFERENCE_VERSIONS
+        print(
+            f"| `bkprov matrix {' '.join(versions)} --jobs 2` (once) | {seconds:.1f} "
+            f"(≈ {whole / 60:.1f} min for {REFERENCE_VERSIONS} versions) | ≤ 8 min for {REFERENCE_VERSIONS} |"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"version": version, "runs": args.runs, "seconds": raw}, indent=2))
     return 0
 
 

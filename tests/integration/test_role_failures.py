@@ -159,3 +159,27 @@ def test_root_connection_without_become_provisions_verifies_and_uninstalls(tmp_p
     assert published(removed.stdout)["bkprov"][name]["ok"] is True
     assert sh(name, "ls -A /usr/local/bin").stdout.strip() == ""
     assert sh(name, "test -e /etc/systemd/system/buildkit.service").returncode == 1
+
+
+def test_a_missing_host_requirement_is_installed_or_named_with_the_fix(tmp_path, make_target):
+    """v0.3.x needs git (catalog host_requirements). Offline (no network), apt cannot install it: preflight
+    stops naming git and the fix, and nothing is installed."""
+    env = fake_cache(tmp_path / "cache", version="v0.3.0", runc="v1.0.0-rc6")
+    name = make_target()
+    assert sh(name, "apt-get remove -y git >/dev/null 2>&1 && ! command -v git").returncode == 0
+
+    result = ansible_playbook(
+        "provision.yml",
+        root_inventory(tmp_path, name),
+        "-e",
+        "buildkit_version=v0.3.0",
+        env={**env, "ANSIBLE_SHOW_CUSTOM_STATS": "1"},
+    )
+
+    assert result.returncode != 0
+    assert f"{name} lacks git, which BuildKit v0.3.0 requires" in result.stdout
+    assert "failed to find git binary" in result.stdout  # the catalog's why
+    assert "Fix: install git on the host (Debian/Ubuntu: apt-get install git" in result.stdout
+    host = published(result.stdout)["bkprov"][name]
+    assert host["ok"] is False and host["phase"] == "preflight"
+    assert sh(name, "ls -A /usr/local/bin").stdout.strip() == ""
