@@ -139,4 +139,4 @@ class PlayDisplay:
         published = (stats.get("artifact_data") or {}).get("bkprov") or {}
         for name, entry in published.items():
             if isinstance(entry, dict) and name in self.hosts and entry.get("phase"):
-                self.hosts[name].phase = str(entry["phase"])
+                self.hosts[name].phase, self.hosts[name].task = str(entry["phase"]), ""

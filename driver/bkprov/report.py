@@ -12,15 +12,16 @@ from bkprov.results import FAILED, NOT_REACHED, OK, UNKNOWN_PHASE, UNREACHABLE, 
 
 STATUS_STYLE = {"ok": "green", "warning": "yellow", "problem": "bold red"}
 HOST_STYLE = {OK: "green", NOT_REACHED: "yellow"}
-EVIDENCE_LINES = 6  # of a finding's evidence in the summary; `bkprov doctor` shows all of it
+# A fleet's summary stays readable: the first lines of a host's error and of a finding's evidence
+# (--json and `bkprov doctor` have all of them).
+ERROR_LINES = 12
+EVIDENCE_LINES = 6
 
 
-def clip(text: str) -> str:
+def clip(text: str, keep: int = EVIDENCE_LINES) -> str:
     lines = text.strip().splitlines()
-    return "\n".join(
-        lines[:EVIDENCE_LINES]
-        + ([f"… ({len(lines) - EVIDENCE_LINES} more lines)"] if len(lines) > EVIDENCE_LINES else [])
-    )
+    more = len(lines) - keep
+    return "\n".join(lines[:keep] + ([f"… ({more} more lines; --json has them all)"] if more > 0 else []))
 
 
 def indent(text: str, first: str) -> str:
@@ -62,7 +63,7 @@ def show_hosts(result: PlayResult) -> None:
         if host.ok or host.status == NOT_REACHED:
             continue
         if host.error:
-            out.print(indent(escape(host.error.strip()), "  "), highlight=False)
+            out.print(indent(escape(clip(host.error, ERROR_LINES)), "  "), highlight=False)
         for f in host.problems:
             out.print(f"  [red]doctor:[/] {escape(f['summary'])}", highlight=False)
             for key in ("cause", "evidence", "fix"):
