@@ -127,8 +127,12 @@ class PlayDisplay:
                 h.changed += bool(isinstance(res, dict) and res.get("changed"))
             elif name != "runner_on_skipped" and not data.get("ignore_errors"):
                 h.failed += 1
+                first = h.state == "running"  # later failures (the rescue failing the host) add nothing new
                 h.state = "unreachable" if name == "runner_on_unreachable" else "failed"
-                self.line(h, f"{h.state} in {h.phase}: {data.get('task', '')}")
+                if isinstance(res, dict) and res.get("phase"):  # bkprov's modules say where they stopped
+                    h.phase = str(res["phase"])
+                if first:
+                    self.line(h, f"{h.state} in {h.phase}: {data.get('task', '')}")
         elif name == "playbook_on_stats":
             self.finish(data)
         if self.live:

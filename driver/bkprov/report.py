@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.markup import escape
@@ -15,6 +16,7 @@ HOST_STYLE = {OK: "green", NOT_REACHED: "yellow"}
 # A fleet's summary stays readable: the first lines of a host's error and of a finding's evidence
 # (--json and `bkprov doctor` have all of them).
 ERROR_LINES = 12
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ansible colours its warnings and errors
 EVIDENCE_LINES = 6
 
 
@@ -64,14 +66,14 @@ def show_hosts(result: PlayResult) -> None:
             continue
         if host.error:
             out.print(indent(escape(clip(host.error, ERROR_LINES)), "  "), highlight=False)
-        for f in host.problems:
+        for f in (f for f in host.problems if f["summary"] not in host.error):  # (preflight's refusal names some)
             out.print(f"  [red]doctor:[/] {escape(f['summary'])}", highlight=False)
             for key in ("cause", "evidence", "fix"):
                 if f.get(key):
                     out.print(indent(escape(clip(f[key])), f"    {key}: "), highlight=False)
     if not result.ran:
         err.print(
-            "[red]ansible-playbook did not reach any host:[/]\n" + escape("\n".join(result.output_tail)),
+            "[red]ansible-playbook did not reach any host:[/]\n" + escape(ANSI.sub("", "\n".join(result.output_tail))),
             highlight=False,
         )
 

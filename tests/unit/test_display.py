@@ -27,6 +27,7 @@ CONVERGE = (
 )
 BUILD = ("verify", "bkprov.buildkit.verify_build", "Build a Dockerfile", f"{ROLES}/verify/tasks/main.yml:4")
 PUBLISH = (None, "ansible.builtin.set_stats", "Publish the result", f"{PLAYBOOK}:72")
+FAIL_HOST = (None, "ansible.builtin.fail", "Fail the host", f"{PLAYBOOK}:90")
 
 
 def event(name: str, host: str, task: tuple, **data) -> dict:
@@ -45,9 +46,11 @@ def event(name: str, host: str, task: tuple, **data) -> dict:
     }
 
 
-def run_task(display: PlayDisplay, host: str, task: tuple, outcome: str = "ok", changed: bool = False) -> None:
+def run_task(
+    display: PlayDisplay, host: str, task: tuple, outcome: str = "ok", changed: bool = False, phase: str = ""
+) -> None:
     display(event("runner_on_start", host, task))
-    res = {"changed": changed} if outcome == "ok" else {"msg": "it broke"}
+    res = {"changed": changed} if outcome == "ok" else {"msg": "it broke", **({"phase": phase} if phase else {})}
     display(event(f"runner_on_{outcome}", host, task, res=res))
 
 
@@ -82,8 +85,9 @@ def test_off_a_terminal_each_host_gets_one_line_per_phase_and_one_for_its_failur
             run_task(display, "a", task, changed=task is RUNC)
             run_task(display, "b", task, changed=task is RUNC)
         run_task(display, "a", CONVERGE, changed=True)
-        run_task(display, "b", CONVERGE, outcome="failed")
+        run_task(display, "b", CONVERGE, outcome="failed", phase="start")  # the module says where it stopped
         run_task(display, "a", BUILD)
+        run_task(display, "b", FAIL_HOST, outcome="failed")  # the rescue failing the host: no news
         run_task(display, "a", PUBLISH)
 
     assert buffer.getvalue().splitlines() == [
@@ -96,7 +100,7 @@ def test_off_a_terminal_each_host_gets_one_line_per_phase_and_one_for_its_failur
         "  b: preflight (ok=2 changed=1 failed=0)",
         "  a: install (ok=4 changed=1 failed=0)",
         "  b: install (ok=4 changed=1 failed=0)",
-        "  b: failed in install: Install, configure and start (ok=4 changed=1 failed=1)",
+        "  b: failed in start: Install, configure and start (ok=4 changed=1 failed=1)",
         "  a: verify (ok=5 changed=2 failed=0)",
     ]
 

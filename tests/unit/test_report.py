@@ -120,3 +120,13 @@ def test_a_multi_line_error_stays_aligned_under_its_host(capsys):
     summary_json(result, SUMMARY)  # serialisable as it is
     report(result, {**SUMMARY, "seconds": {}}, as_json=False)
     assert capsys.readouterr().out.splitlines()[:3] == ["box  failed in verify  changed=0", "  one", "  two"]
+
+
+def test_a_problem_the_error_already_names_is_not_repeated(capsys):
+    refused = f"box cannot run BuildKit v0.12.5:\n- {NOT_PID1['summary']}\n  cause: {NOT_PID1['cause']}"
+    stats = {"failures": {"box": 1}, "artifact_data": {"bkprov": {"box": entry("preflight", False, error=refused)}}}
+    result = PlayResult("provision.yml", rc=2, status="failed", hosts=host_results(stats))
+    result.hosts["box"].findings = [NOT_PID1]
+    report(result, {**SUMMARY, "seconds": {}}, as_json=False)
+    printed = capsys.readouterr().out
+    assert printed.count("systemd is not PID 1") == 1 and "doctor:" not in printed
