@@ -93,6 +93,7 @@ class ActionModule(ActionBase):
             "refuse",
             "warn",
             "facts",
+            "likely_missing",
         )
     )
 
@@ -141,7 +142,18 @@ class ActionModule(ActionBase):
         if args.get("service"):
             params["service"] = dict(args["service"])
 
-        out = self._converge(params, None, task_vars)
+        # A host known not to have the release (a fresh one) gets the artifact with the first command,
+        # saving the round trip that would only ask for it; a wrong guess costs one transfer, nothing else.
+        send_now = bool(args.get("likely_missing")) and spec is not None and not self._task.check_mode
+        if send_now:
+            try:
+                artifact = artifact or self._ensure(spec, warnings)
+            except ArtifactError as exc:
+                return dict(result, failed=True, phase="install", msg=str(exc))
+            for kind in ("binary", "release"):
+                if kind in params:
+                    params[kind]["sha256"] = artifact.sha256
+        out = self._converge(params, artifact.path if send_now else None, task_vars)
         if out.get("needs_artifact"):
             try:
                 artifact = artifact or self._ensure(spec, warnings)
@@ -152,7 +164,9 @@ class ActionModule(ActionBase):
                     params[kind]["sha256"] = artifact.sha256
             out = self._converge(params, artifact.path, task_vars)
             if out.get("needs_artifact"):
-                return dict(result, failed=True, phase="install", msg="the host still lacks the artifact after it was sent")
+                return dict(
+                    result, failed=True, phase="install", msg="the host still lacks the artifact after it was sent"
+                )
         if artifact is not None:
             result["artifact"] = {"path": artifact.path, "sha256": artifact.sha256, "origin": artifact.origin}
 

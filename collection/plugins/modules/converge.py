@@ -8,6 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: converge
 short_description: Install a release, write its files and units, (re)start it and wait until it answers
+author: bkprov developers
 description:
   - The one install path of the C(bkprov.buildkit) roles. The action of the same name fetches and
     verifies the artifact into the controller cache (C(artifact)), reads files given by C(src) on the
@@ -91,6 +92,9 @@ options:
   facts:
     description: Action only. Facts to set on success.
     type: dict
+  likely_missing:
+    description: Action only. The host is known to lack the release (a fresh host); send the artifact with the first command.
+    type: bool
 """
 
 EXAMPLES = r"""
@@ -150,6 +154,7 @@ def main():
             refuse=dict(type="list", elements="str"),
             warn=dict(type="list", elements="str"),
             facts=dict(type="dict"),
+            likely_missing=dict(type="bool"),
         ),
         supports_check_mode=True,
     )
