@@ -5,7 +5,7 @@
 DOCUMENTATION = r"""
 module: artifact
 short_description: Fetch a release artifact into the controller cache and verify its sha256
-author: bkprov developers
+author: bkprov developers (@bkprov)
 description:
   - Runs on the controller only. Uses the cache when the file is there, else a mirror
     (URL or directory in the release layout), else the upstream URL.

@@ -5,7 +5,7 @@
 DOCUMENTATION = r"""
 module: buildkit_plan
 short_description: Resolve a BuildKit version in the bkprov catalog, check the buildkit role's variables, plan TLS
-author: bkprov developers
+author: bkprov developers (@bkprov)
 description:
   - Runs on the controller only; the buildkit role's first task.
   - Resolves C(version) (a tag, C(latest) or a minor such as C(v0.12)) in the catalog and returns the entry

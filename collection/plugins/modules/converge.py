@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: converge
 short_description: Install a release, write its files and units, (re)start it and wait until it answers
-author: bkprov developers
+author: bkprov developers (@bkprov)
 description:
   - The one install path of the C(bkprov.buildkit) roles. The action of the same name fetches and
     verifies the artifact into the controller cache (C(artifact)), reads files given by C(src) on the

@@ -5,7 +5,7 @@
 DOCUMENTATION = r"""
 module: verify_build
 short_description: Prove an installed BuildKit with a real buildctl build (COPY and RUN) in one command
-author: bkprov developers
+author: bkprov developers (@bkprov)
 description:
   - Builds a Dockerfile that COPYs the host's static buildctl into C(FROM scratch) and RUNs it; the RUN step
     must print C(buildctl github.com/moby/buildkit VERSION).
