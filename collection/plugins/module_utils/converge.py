@@ -50,7 +50,7 @@ class Failure(Exception):
 def run(argv, timeout=None):
     try:
         proc = subprocess.run(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout, check=False
         )
     except OSError as exc:
         return 127, "", str(exc)
@@ -336,7 +336,7 @@ def unit_state(*units):
     for unit, chunk in zip(units, chunks):  # noqa: B905 - runs on the target's Python (3.6+), no strict=
         entry = {}
         for line in chunk.splitlines():
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             entry[key] = value
         states[unit] = entry
     for unit in units:
