@@ -66,6 +66,7 @@ class LookupModule(LookupBase):
         results = []
         for term in terms:
             term = str(term).strip()
+            problem = ""
             try:
                 if term.startswith("runc:"):
                     results.append(resolve_runc(catalog, term.split(":", 1)[1]))

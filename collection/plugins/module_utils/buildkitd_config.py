@@ -235,7 +235,7 @@ def scan_toml(text):
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if open_value:
-            path, start, first, so_far = open_value
+            path, start, first, so_far = open_value  # pylint: disable=unpacking-non-sequence  # a tuple here
             so_far += " " + line
             if so_far.count("[") <= so_far.count("]"):
                 found[path] = (_toml_value(so_far), start, first)

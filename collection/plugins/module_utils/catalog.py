@@ -28,7 +28,8 @@ except ImportError:  # loaded by file path (no package): use the sibling file, s
     import sys as _sys
 
     _spec = _util.spec_from_file_location("bkprov_catalog_artifacts", Path(__file__).with_name("artifacts.py"))
-    assert _spec and _spec.loader
+    if _spec is None or _spec.loader is None:
+        raise ImportError("cannot load artifacts.py beside " + __file__) from None
     _artifacts = _util.module_from_spec(_spec)
     _sys.modules[_spec.name] = _artifacts  # dataclasses look their module up while executing
     _spec.loader.exec_module(_artifacts)

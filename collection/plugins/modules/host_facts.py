@@ -8,6 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: host_facts
 short_description: Facts bkprov needs about a BuildKit host, and known causes of failure
+author: bkprov developers (@bkprov)
 description:
   - Reports PID 1, the cgroup layout, the filesystem under BuildKit's root directory,
     the installed BuildKit version and whether a buildkit.socket unit is installed.
@@ -475,7 +476,7 @@ def start_copy_helper(helper, busybox, workdir):
     process = subprocess.Popen(
         [*argv, "--busybox", busybox, "--ready", ready], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    for _ in range(100):
+    for _attempt in range(100):
         if read(ready).strip() or process.poll() is not None:
             break
         time.sleep(0.1)
