@@ -51,6 +51,7 @@ def ansible_playbook(
     binary = Path(sys.executable).parent / "ansible-playbook"
     return subprocess.run(
         [str(binary), "-i", str(inventory), str(ROOT / "playbooks" / playbook), *extra],
+        stdin=subprocess.DEVNULL,  # Ansible refuses a non-blocking stdin (pytest run from a background job)
         capture_output=True,
         text=True,
         check=False,
