@@ -14,6 +14,7 @@ import re
 import socket
 import tarfile
 import threading
+import urllib.error
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,13 +34,13 @@ def sha(data: bytes) -> str:
 
 
 def leftovers(directory: Path) -> list[str]:
-    """Files in the cache other than its own bookkeeping (.lock, sha256.lock.json)."""
+    """Files in the cache other than its own bookkeeping (.lock, .locks/, sha256.lock.json)."""
     if not directory.exists():
         return []
     return sorted(
         str(p.relative_to(directory))
         for p in directory.rglob("*")
-        if p.is_file() and p.name not in (".lock", "sha256.lock.json")
+        if p.is_file() and p.name not in (".lock", "sha256.lock.json") and ".locks" not in p.parts
     )
 
 
@@ -429,3 +430,17 @@ def test_driver_unknown_runc_version(cache, tmp_path):
 )
 def test_version_output_names_the_release(output, version, named):
     assert artifacts.names_version(output, version) is named
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [
+        (urllib.error.URLError(socket.gaierror(-2, "Name or service not known")), False),  # offline
+        (urllib.error.HTTPError("http://127.0.0.1/x", 404, "Not Found", None, None), False),
+        (urllib.error.HTTPError("http://127.0.0.1/x", 503, "Unavailable", None, None), True),
+        (urllib.error.HTTPError("http://127.0.0.1/x", 429, "Too Many Requests", None, None), True),
+        (urllib.error.URLError(ConnectionResetError(104, "reset")), True),
+    ],
+)
+def test_only_transient_download_errors_are_retried(error, again):
+    assert core._transient(error) is again

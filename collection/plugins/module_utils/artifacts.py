@@ -18,8 +18,10 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -108,12 +110,13 @@ def file_lock(path: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def locked(cache_dir: str) -> Iterator[None]:
-    """Serialise cache writers (two provisions at once share one cache)."""
+def locked(cache_dir: str, relpath: str = "") -> Iterator[None]:
+    """Serialise cache writers (two provisions at once share one cache); with ``relpath``, only of that file."""
     with contextlib.ExitStack() as stack:
         try:
-            os.makedirs(cache_dir, exist_ok=True)
-            stack.enter_context(file_lock(os.path.join(cache_dir, ".lock")))
+            locks = os.path.join(cache_dir, ".locks") if relpath else cache_dir
+            os.makedirs(locks, exist_ok=True)
+            stack.enter_context(file_lock(os.path.join(locks, relpath.replace("/", "_") or ".lock")))
         except OSError as exc:
             raise unwritable(cache_dir, exc) from exc
         yield
@@ -145,6 +148,15 @@ def record(cache_dir: str, relpath: str, sha256: str, origin: str) -> None:
         handle.write("\n")
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache doubles as a mirror
     os.replace(tmp, os.path.join(cache_dir, LOCK_FILE))
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether another attempt may succeed: not for a name that does not resolve or a 4xx answer."""
+    if isinstance(getattr(exc, "reason", None), socket.gaierror):
+        return False  # offline, or no such host: waiting does not change that
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code in (408, 429)
+    return True
 
 
 def _download(source: str, dest: str, progress: Optional[Progress], attempts: int = 3) -> None:
@@ -181,8 +193,9 @@ def _download(source: str, dest: str, progress: Optional[Progress], attempts: in
                 os.unlink(partial)
             if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
                 raise unwritable(partial, exc) from exc
-            if attempt < attempts:
-                time.sleep(2**attempt)
+            if attempt == attempts or not _transient(exc):
+                break
+            time.sleep(2**attempt)
     raise DownloadError(
         f"could not download {source} ({last_error}). Offline? Point BKPROV_MIRROR at a mirror "
         "(URL or directory in the release layout) or add the file with `bkprov artifacts import`."
@@ -204,12 +217,15 @@ def ensure(
     """
     relpath = relpath_for(url)
     dest = os.path.join(cache_dir, relpath)
-    with locked(cache_dir):
-        downloaded = False
+    downloaded = False
+    # One download per file (concurrent fetches of it wait, then find it); the cache-wide lock is
+    # held only to check and record hashes, so one slow download never blocks the other files.
+    with locked(cache_dir, relpath):
         if not os.path.isfile(dest):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             _download(source_for(url, mirror), dest, progress)
             downloaded = True
+    with locked(cache_dir):
         actual = sha256_of(dest)
         lock = read_lock(cache_dir).get(relpath)
         if lock and lock["origin"] == "import":
