@@ -443,4 +443,4 @@ def test_version_output_names_the_release(output, version, named):
     ],
 )
 def test_only_transient_download_errors_are_retried(error, again):
-    assert core._transient(error) is again
+    assert shared._transient(error) is again
