@@ -27,6 +27,7 @@ import pytest
 
 from bkprov import artifacts
 from bkprov.paths import cache_dir
+from bkprov.targets.container import bounding_set_missing  # what --cap-add ALL must drop here
 from tests.support.helpers import ansible_playbook, bkprov, require_real, sh
 
 pytestmark = pytest.mark.docker
@@ -81,54 +82,6 @@ ExecStart=/usr/local/bin/buildkitd
 WantedBy=multi-user.target
 """
 
-# Linux capability names by bit (Docker 20.10 knows these); --cap-add ALL minus what the bounding set lacks.
-CAPS = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-]
-
-
-def missing_from_bounding_set() -> list[str]:
-    with open("/proc/self/status", encoding="utf-8") as handle:
-        bounding = next(int(line.split()[1], 16) for line in handle if line.startswith("CapBnd:"))
-    return [name for bit, name in enumerate(CAPS) if not bounding & (1 << bit)]
-
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
@@ -157,7 +110,7 @@ def stranger(base_image):
         if caps == "all":  # what --privileged gives, on a machine whose bounding set refuses --privileged
             options += ["--cap-add", "ALL", "--security-opt", "seccomp=unconfined"]
             options += ["--security-opt", "apparmor=unconfined"]
-            for cap in missing_from_bounding_set():
+            for cap in bounding_set_missing():
                 options += ["--cap-drop", cap]
         if volume:
             options += ["-v", f"{name}-root:{volume}"]

@@ -147,21 +147,15 @@ class ActionModule(ActionBase):
         send_now = bool(args.get("likely_missing")) and spec is not None and not self._task.check_mode
         if send_now:
             try:
-                artifact = artifact or self._ensure(spec, warnings)
+                artifact = self._artifact_for(artifact, spec, params, warnings)
             except ArtifactError as exc:
                 return dict(result, failed=True, phase="install", msg=str(exc))
-            for kind in ("binary", "release"):
-                if kind in params:
-                    params[kind]["sha256"] = artifact.sha256
         out = self._converge(params, artifact.path if send_now else None, task_vars)
         if out.get("needs_artifact"):
             try:
-                artifact = artifact or self._ensure(spec, warnings)
+                artifact = self._artifact_for(artifact, spec, params, warnings)
             except ArtifactError as exc:
                 return dict(result, failed=True, phase="install", msg=str(exc))
-            for kind in ("binary", "release"):
-                if kind in params:
-                    params[kind]["sha256"] = artifact.sha256
             out = self._converge(params, artifact.path, task_vars)
             if out.get("needs_artifact"):
                 return dict(
@@ -179,6 +173,14 @@ class ActionModule(ActionBase):
         if args.get("facts") and not out.get("failed"):
             result["ansible_facts"] = dict(args["facts"])
         return result
+
+    def _artifact_for(self, artifact, spec, params, warnings):
+        """The verified artifact (fetched once), its sha256 stamped on what the host installs from it."""
+        artifact = artifact or self._ensure(spec, warnings)
+        for kind in ("binary", "release"):
+            if kind in params:
+                params[kind]["sha256"] = artifact.sha256
+        return artifact
 
     def _ensure(self, spec, warnings):
         """The artifact fetched into the controller cache and verified (sha256)."""
