@@ -29,6 +29,7 @@ from bkprov import artifacts
 from bkprov.paths import cache_dir
 from bkprov.targets.container import bounding_set_missing  # what --cap-add ALL must drop here
 from tests.support.helpers import ansible_playbook, bkprov, require_real, sh
+from tests.support.units import UPSTREAM_SERVICE
 
 pytestmark = pytest.mark.docker
 
@@ -42,21 +43,6 @@ CUSTOM_CONFIG = "/etc/buildkit-custom/buildkitd.toml"
 CUSTOM_ROOT = "/srv/buildkit"
 DROP_IN = "/etc/systemd/system/buildkit.service.d/50-local.conf"
 
-# Upstream examples/systemd/system units (v0.10.0 … v0.25.0, reference §2).
-UPSTREAM_SERVICE = """\
-[Unit]
-Description=BuildKit
-Requires=buildkit.socket
-After=buildkit.socket
-Documentation=https://github.com/moby/buildkit
-
-[Service]
-Type=notify
-ExecStart=/usr/local/bin/buildkitd --addr fd://
-
-[Install]
-WantedBy=multi-user.target
-"""
 UPSTREAM_SOCKET = """\
 [Unit]
 Description=BuildKit

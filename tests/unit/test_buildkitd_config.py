@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 from ansible_collections.bkprov.buildkit.plugins.module_utils import buildkitd_config as bc
 
+from tests.support.units import UPSTREAM_SERVICE
+
 DROP_IN_ARGV = (
     "/usr/local/bin/buildkitd --addr fd:// --config /etc/bk/custom.toml --root /srv/bk"
     " --oci-worker-snapshotter=overlayfs"
@@ -22,20 +24,6 @@ Environment=
 TriggeredBy=buildkit.socket
 FragmentPath=/usr/local/lib/systemd/system/buildkit.service
 DropInPaths=/etc/systemd/system/buildkit.service.d/override.conf
-"""
-UPSTREAM_SERVICE = """\
-[Unit]
-Description=BuildKit
-Requires=buildkit.socket
-After=buildkit.socket
-Documentation=https://github.com/moby/buildkit
-
-[Service]
-Type=notify
-ExecStart=/usr/local/bin/buildkitd --addr fd://
-
-[Install]
-WantedBy=multi-user.target
 """
 DROP_IN = f"""\
 [Service]
