@@ -116,7 +116,9 @@ def locked(cache_dir: str, relpath: str = "") -> Iterator[None]:
         try:
             locks = os.path.join(cache_dir, ".locks") if relpath else cache_dir
             os.makedirs(locks, exist_ok=True)
-            stack.enter_context(file_lock(os.path.join(locks, relpath.replace("/", "_") or ".lock")))
+            # A per-file lock is named by its path's hash: nothing in .locks/ looks like an artifact.
+            name = hashlib.sha256(relpath.encode()).hexdigest()[:24] + ".lock" if relpath else ".lock"
+            stack.enter_context(file_lock(os.path.join(locks, name)))
         except OSError as exc:
             raise unwritable(cache_dir, exc) from exc
         yield
