@@ -33,6 +33,11 @@ import tarfile
 import tempfile
 import time
 
+try:  # TEMPORARY until the piped path sends module_utils dependencies along
+    from ansible_collections.bkprov.buildkit.plugins.module_utils.host_state import snapshot
+except ImportError:
+    snapshot = None
+
 MARKER = ".bkprov-tarball-sha256"
 POLL_SECONDS = 0.1
 JOURNAL_LINES = 40
@@ -65,6 +70,54 @@ def sha256_of(path):
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class Artifact(object):
+    """An artifact read once, as it arrives (stdin) or from a file: hashed while it is read and, once
+    ``keep_in`` was called, written beside where it will live, so keeping it is a rename, not a copy."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.copy = None  # (path, file) of the copy being written
+        self.done = ""
+
+    def keep_in(self, directory):
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=directory, prefix=".bkprov-incoming-")
+        self.copy = (path, os.fdopen(fd, "wb"))
+
+    def read(self, size=-1):
+        data = self.stream.read(size)
+        self.digest.update(data)
+        if self.copy:
+            self.copy[1].write(data)
+        return data
+
+    def finish(self):
+        """Read what is left (a tar stream ends before the gzip trailer); the sha256 of all of it."""
+        if not self.done:
+            while self.read(1 << 20):
+                pass
+            if self.copy:
+                self.copy[1].close()
+            if self.stream is not sys.stdin.buffer:
+                self.stream.close()
+            self.done = self.digest.hexdigest()
+        return self.done
+
+    def commit(self, path, mode):
+        """Move the verified copy to ``path``."""
+        os.chmod(self.copy[0], mode)
+        os.replace(self.copy[0], path)
+        self.copy = None
+
+    def discard(self):
+        """Read and drop whatever was not used (the sender must be able to finish writing)."""
+        self.finish()
+        if self.copy and os.path.exists(self.copy[0]):
+            os.unlink(self.copy[0])
+        self.copy = None
 
 
 def read_text(path):
@@ -121,20 +174,10 @@ def install_binary(spec, artifact, check):
         if artifact is None:
             out.update(changed=False, needs_artifact=True)
             return out, None
-        if sha256_of(artifact) != wanted:
+        artifact.keep_in(os.path.dirname(path))
+        if artifact.finish() != wanted:
             raise Failure("%s arrived with another sha256 than the verified artifact %s" % (path, wanted), "install")
-        directory = os.path.dirname(path)
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bkprov-")
-        os.close(fd)
-        try:
-            shutil.copyfile(artifact, tmp)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        artifact.commit(path, 0o755)
     else:
         os.chmod(path, 0o755)
     expect = spec.get("version") or ""
@@ -148,10 +191,34 @@ def install_binary(spec, artifact, check):
     return out, diff
 
 
-def unpack(src, dest, required, digest):
-    with tarfile.open(src) as tar:
-        members = tar.getmembers()
-        names = set(m.name.lstrip("./") for m in members if m.isfile())
+def unpack(artifact, dest, required, digest):
+    """Unpack the release's bin/ entries while the tarball is read (one pass: stream mode), then check
+    its sha256; only a tarball with the verified sha256 and every required binary replaces ``dest``."""
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=".unpack-")
+    os.chmod(staging, 0o755)  # mkdtemp makes 0700: non-root users of the socket must run buildctl
+    try:
+        os.mkdir(os.path.join(staging, "bin"), 0o755)
+        names = set()
+        try:
+            with tarfile.open(fileobj=artifact, mode="r|*") as tar:
+                for member in tar:
+                    name = member.name.lstrip("./")
+                    if member.isfile() and name.startswith("bin/") and "/" not in name[4:]:
+                        target = os.path.join(staging, name)
+                        with open(target, "wb") as handle:
+                            shutil.copyfileobj(tar.extractfile(member), handle, 1 << 20)
+                        os.chmod(target, 0o755)
+                        names.add(name)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            if artifact.finish() != digest:
+                why = "the release tarball arrived with another sha256 than the verified %s" % digest
+            else:
+                why = "cannot unpack the release tarball: %s" % exc
+            raise Failure(why, "install") from None
+        if artifact.finish() != digest:
+            raise Failure("the release tarball arrived with another sha256 than the verified %s" % digest, "install")
         missing = [b for b in required if "bin/" + b not in names]
         if missing:
             raise Failure(
@@ -159,33 +226,19 @@ def unpack(src, dest, required, digest):
                 % ", ".join("bin/" + m for m in missing),
                 "install",
             )
-        parent = os.path.dirname(dest)
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=parent, prefix=".unpack-")
-        os.chmod(staging, 0o755)  # mkdtemp makes 0700: non-root users of the socket must run buildctl
-        try:
-            os.mkdir(os.path.join(staging, "bin"), 0o755)
-            for member in members:
-                name = member.name.lstrip("./")
-                if member.isfile() and name.startswith("bin/") and "/" not in name[4:]:
-                    source = tar.extractfile(member)
-                    target = os.path.join(staging, name)
-                    with open(target, "wb") as handle:
-                        shutil.copyfileobj(source, handle, 1 << 20)
-                    os.chmod(target, 0o755)
-            with open(os.path.join(staging, MARKER), "w") as handle:
-                handle.write(digest + "\n")
-            if os.path.isdir(dest):
-                old = dest + ".old"
-                shutil.rmtree(old, ignore_errors=True)
-                os.rename(dest, old)
-                os.rename(staging, dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(staging, dest)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        with open(os.path.join(staging, MARKER), "w") as handle:
+            handle.write(digest + "\n")
+        if os.path.isdir(dest):
+            old = dest + ".old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(dest, old)
+            os.rename(staging, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def link(path, target):
@@ -214,25 +267,29 @@ def install_release(spec, artifact, check):
     diff = None
     if not installed:
         keep = spec.get("keep") or ""
-        source = artifact
-        if source is None and keep and os.path.isfile(keep) and sha256_of(keep) == digest:
-            source = keep
         out.update(changed=True, unpacked=True)
         diff = {"prepared": "unpack %s into %s\n" % (os.path.basename(keep or "the release tarball"), dest)}
         if check:
             out["binaries"], out["missing"] = list(required), []
             return out, diff
-        if source is None:
+        if artifact is None and keep and os.path.isfile(keep):
+            kept = Artifact(open(keep, "rb"))  # noqa: SIM115 - closed by finish()
+            try:
+                unpack(kept, dest, required, digest)
+                artifact = None  # reinstalled from the kept tarball
+            except Failure:
+                kept.discard()  # a kept tarball that is not the verified one: ask for the artifact
+                out.update(changed=False, unpacked=False, needs_artifact=True)
+                return out, None
+        elif artifact is None:
             out.update(changed=False, unpacked=False, needs_artifact=True)
             return out, None
-        if sha256_of(source) != digest:
-            raise Failure("the release tarball arrived with another sha256 than the verified %s" % digest, "install")
-        unpack(source, dest, required, digest)
-        if keep and source != keep:
-            os.makedirs(os.path.dirname(keep), mode=0o755, exist_ok=True)
-            shutil.copyfile(source, keep + ".bkprov-new")
-            os.chmod(keep + ".bkprov-new", 0o644)
-            os.replace(keep + ".bkprov-new", keep)
+        else:
+            if keep:
+                artifact.keep_in(os.path.dirname(keep))
+            unpack(artifact, dest, required, digest)
+            if keep:
+                artifact.commit(keep, 0o644)
 
     # Installs made before the mode fix have a 0700 versioned directory; repair them.
     for directory in (dest, os.path.join(dest, "bin")):
@@ -452,8 +509,36 @@ def reported_version(argv):
     return version_word(stdout) if rc == 0 else ""
 
 
+def managed(p, result):
+    """The paths and units this converge answers for: what must stay as it left them."""
+    paths = list(p.get("absent") or []) + [f["path"] for f in p.get("files") or []]
+    if p.get("binary"):
+        paths.append(p["binary"]["path"])
+    if p.get("release"):
+        spec = p["release"]
+        paths.append(os.path.join(spec["dest"], MARKER))
+        for name in (result.get("install") or {}).get("binaries") or []:
+            paths += [os.path.join(spec["dest"], "bin", name), os.path.join(spec["bin_dir"], name)]
+    svc = p.get("service") or {}
+    units = [u for u in (svc.get("socket"), svc.get("service")) if u]
+    return paths, units
+
+
 def converge(p, artifact=None):
-    """Run the steps; return the result dict (``failed`` and ``msg`` on failure, never raises for a Failure)."""
+    """Run the steps; return the result dict (``failed`` and ``msg`` on failure, never raises for a Failure).
+
+    ``artifact``: an ``Artifact`` (arriving on stdin), the path of a transferred file, or None.
+    """
+    if isinstance(artifact, str):
+        artifact = Artifact(open(artifact, "rb"))  # noqa: SIM115 - closed by discard()
+    try:
+        return _converge(p, artifact)
+    finally:
+        if artifact is not None:
+            artifact.discard()
+
+
+def _converge(p, artifact):
     check = bool(p.get("check_mode"))
     steps = p.get("steps") or {}
     result = {"changed": False, "needs_artifact": False, "phase": "install", "diff": []}
@@ -491,6 +576,15 @@ def converge(p, artifact=None):
     service = result.get("service") or {}
     result["changed"] = bool(changed_install or changed_files or service.get("started") or service.get("enabled"))
     result["installed_version"] = reported_version(p.get("version_argv") or [])
+    # What the host looks like now that this component is converged, read back from the system: a later
+    # run finds the host up to date when nothing in it differs (module_utils/host_state.py).
+    if (
+        snapshot
+        and not check
+        and not result.get("failed")
+        and all(steps.get(s, True) for s in ("install", "configure", "run"))
+    ):
+        result["state"] = snapshot(*managed(p, result))
     return result
 
 
@@ -498,18 +592,8 @@ def main():
     """Entry point for ``python3 -c``: stdin holds <length>\\n<args JSON>[artifact bytes]."""
     stdin = sys.stdin.buffer
     params = json.loads(stdin.read(int(stdin.readline())).decode("utf-8"))
-    artifact = None
-    tmpdir = None
-    try:
-        if params.get("artifact_follows"):
-            tmpdir = tempfile.mkdtemp(prefix="bkprov-artifact-", dir=params.get("artifact_dir") or None)
-            artifact = os.path.join(tmpdir, "artifact")
-            with open(artifact, "wb") as handle:
-                shutil.copyfileobj(stdin, handle, 1 << 20)
-        result = converge(params, artifact)
-    finally:
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+    # The artifact is unpacked or installed while it arrives, never stored and re-read first.
+    result = converge(params, Artifact(stdin) if params.get("artifact_follows") else None)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

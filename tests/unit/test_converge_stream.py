@@ -1,0 +1,105 @@
+"""The converge core reads an artifact once, as it arrives: unpacked (or installed) while hashed, kept by a
+rename, and nothing of it left behind when its sha256 is not the verified one. Real files and tarballs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as cv
+
+
+def tarball(path: Path, tag: str = "v1") -> str:
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("buildctl", "buildkitd", "buildkit-runc"):
+            data = f"#!/bin/sh\necho {name} {tag}\n".encode()
+            info = tarfile.TarInfo(f"bin/{name}")
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def release(tmp_path: Path, digest: str) -> dict:
+    return {
+        "root": str(tmp_path / "lib"),
+        "dest": str(tmp_path / "lib" / "v1"),
+        "bin_dir": str(tmp_path / "bin"),
+        "keep": str(tmp_path / "cache" / "release.tar.gz"),
+        "required": ["buildctl", "buildkitd", "buildkit-runc"],
+        "sha256": digest,
+    }
+
+
+def pipe(params: dict, artifact: bytes) -> dict:
+    """converge.py run as the action runs it: <len>\\n<args JSON> and the artifact's bytes on stdin."""
+    payload = json.dumps(dict(params, artifact_follows=True)).encode()
+    data = b"%d\n%s%s" % (len(payload), payload, artifact)
+    proc = subprocess.run([sys.executable, cv.__file__], input=data, capture_output=True, check=True)
+    return json.loads(proc.stdout.decode().splitlines()[-1])
+
+
+def leftovers(directory: Path) -> list[str]:
+    names = (p.name for p in directory.rglob("*") if p.name != cv.MARKER)
+    return sorted(n for n in names if n.startswith((".bkprov-", ".unpack-")))
+
+
+def test_a_streamed_tarball_is_unpacked_and_kept_by_rename(tmp_path):
+    source = tmp_path / "v1.tar.gz"
+    spec = release(tmp_path, tarball(source))
+    out = pipe({"release": spec}, source.read_bytes())
+    assert out["changed"] is True and out["install"]["unpacked"] is True
+    assert (tmp_path / "lib" / "v1" / "bin" / "buildkitd").read_text() == "#!/bin/sh\necho buildkitd v1\n"
+    assert os.readlink(tmp_path / "bin" / "buildctl") == str(tmp_path / "lib" / "v1" / "bin" / "buildctl")
+    assert (tmp_path / "cache" / "release.tar.gz").read_bytes() == source.read_bytes()
+    assert oct((tmp_path / "cache" / "release.tar.gz").stat().st_mode & 0o777) == "0o644"
+    assert leftovers(tmp_path) == []
+
+
+def test_a_tarball_with_another_sha256_changes_nothing_and_leaves_nothing(tmp_path):
+    source = tmp_path / "v1.tar.gz"
+    spec = release(tmp_path, tarball(source))
+    tampered = tmp_path / "other.tar.gz"
+    tarball(tampered, tag="evil")
+    out = pipe({"release": spec}, tampered.read_bytes())
+    assert out["failed"] is True and "another sha256 than the verified" in out["msg"]
+    assert not (tmp_path / "lib" / "v1").exists() and not (tmp_path / "bin").exists()
+    assert not (tmp_path / "cache" / "release.tar.gz").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_truncated_tarball_is_refused(tmp_path):
+    source = tmp_path / "v1.tar.gz"
+    spec = release(tmp_path, tarball(source))
+    out = pipe({"release": spec}, source.read_bytes()[:-40])
+    assert out["failed"] is True and "another sha256 than the verified" in out["msg"]
+    assert not (tmp_path / "lib" / "v1").exists() and leftovers(tmp_path) == []
+
+
+def test_an_artifact_sent_to_an_up_to_date_host_is_read_and_dropped(tmp_path):
+    source = tmp_path / "v1.tar.gz"
+    spec = release(tmp_path, tarball(source))
+    assert pipe({"release": spec}, source.read_bytes())["changed"] is True
+    again = pipe({"release": spec}, source.read_bytes() * 3)  # a wrong guess: the host had it
+    assert again["changed"] is False and again["needs_artifact"] is False
+    assert leftovers(tmp_path) == []
+
+
+def test_a_streamed_binary_replaces_the_old_one_only_when_verified(tmp_path):
+    runc = tmp_path / "runc-new"
+    runc.write_text("#!/bin/sh\necho 'runc version 1.0.2'\n")
+    digest = hashlib.sha256(runc.read_bytes()).hexdigest()
+    path = tmp_path / "sbin" / "runc"
+    path.parent.mkdir()
+    path.write_text("old")
+    spec = {"binary": {"path": str(path), "sha256": digest, "version": "1.0.2"}}
+    bad = pipe(spec, b"#!/bin/sh\necho 'runc version 6.6.6'\n")
+    assert bad["failed"] is True and path.read_text() == "old" and leftovers(tmp_path) == []
+    good = pipe(spec, runc.read_bytes())
+    assert good["changed"] is True and path.read_bytes() == runc.read_bytes()
+    assert oct(path.stat().st_mode & 0o777) == "0o755" and leftovers(tmp_path) == []
