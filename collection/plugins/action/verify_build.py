@@ -9,9 +9,8 @@ a build needs no Python on the host's side of Ansible). The RUN step must print 
 
 from __future__ import annotations
 
-import re
-
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 from ansible_collections.bkprov.buildkit.plugins.module_utils.catalog import (
@@ -21,12 +20,7 @@ from ansible_collections.bkprov.buildkit.plugins.module_utils.catalog import (
     resolve,
     resolve_alias,
 )
-
-INSTALLED_PREFIX = "bkprov-installed: "
-
-
-def version_word(text: str) -> str:
-    return next((w for w in text.split() if re.match(r"^v[0-9]", w)), "")
+from ansible_collections.bkprov.buildkit.plugins.module_utils.proof import read_proof, version_word
 
 
 class ActionModule(ActionBase):
@@ -65,15 +59,10 @@ class ActionModule(ActionBase):
                 result, skipped=True, msg="check mode: the verify build runs only for real", version=release["version"]
             )
 
-        res = self._low_level_execute_command(script.strip())
+        script = script.strip()
+        res = self._low_level_execute_command(script)
         lines = res["stdout"].splitlines()
-        installed = next(
-            (version_word(line[len(INSTALLED_PREFIX) :]) for line in lines if line.startswith(INSTALLED_PREFIX)), ""
-        )
-        pattern = re.compile(r"buildctl github\.com/moby/buildkit " + re.escape(release["version"]) + r".*")
-        # The RUN step's output, not the installed-version line above it (which carries the same text).
-        build_lines = [line for line in lines if not line.startswith(INSTALLED_PREFIX)]
-        run_line = next((m.group(0).strip() for m in map(pattern.search, build_lines) if m), "")
+        installed, run_line = read_proof(res["stdout"], release["version"])
         result.update(
             changed=False,
             version=release["version"],
@@ -82,6 +71,8 @@ class ActionModule(ActionBase):
             rc=res["rc"],
             phase="verify",
         )
+        if boolean(self._task.args.get("return_script", False), strict=False):
+            result["script"] = script  # the exact build: `bkprov provision` re-runs it on a host found up to date
         if res["rc"] != 0 or not run_line:
             tail = "\n".join((lines + res["stderr"].splitlines())[-25:])
             result.update(

@@ -22,6 +22,11 @@ options:
     description: buildctl to build with.
     type: path
     default: /usr/local/bin/buildctl
+  return_script:
+    description: Also return the rendered build script as C(script) (C(bkprov provision) re-runs it on a host it
+      finds up to date); off by default because it is long and Ansible prints it.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -43,4 +48,8 @@ version:
   description: The catalog version the build was checked against.
   type: str
   returned: always
+script:
+  description: The shell script that ran the build, as run on the host.
+  type: str
+  returned: when return_script is true
 """
