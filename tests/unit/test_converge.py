@@ -1,4 +1,4 @@
-"""The converge core (module_utils/converge.py) on real files, and its stdin protocol as the action runs it.
+"""The converge core (module_utils/converge.py) on real files (its stdin protocol: test_piped.py).
 
 systemctl and journalctl are stand-in scripts on PATH where a unit's state matters; everything
 else (tarballs, links, modes, diffs) is real.
@@ -11,13 +11,11 @@ import io
 import json
 import os
 import stat
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from ansible_collections.bkprov.buildkit.plugins.action.converge import BOOTSTRAP, selected_steps
+from ansible_collections.bkprov.buildkit.plugins.action.converge import selected_steps
 from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as cv
 
 
@@ -161,19 +159,6 @@ def test_binary_install_checks_its_version(tmp_path):
     assert (
         out["failed"] is True and "--version does not name 1.1.0" in out["msg"] and "runc version 1.0.2" in out["msg"]
     )
-
-
-def test_the_piped_protocol_the_action_uses(tmp_path, layout):
-    """python3 -c BOOTSTRAP with <len>\\n<source><len>\\n<args>[artifact] on stdin, as over a connection."""
-    source_text = Path(cv.__file__).read_bytes()
-    artifact = tmp_path / "v1.tar.gz"
-    params = {"release": release_spec(layout, "v1", tarball(artifact)), "artifact_follows": True}
-    payload = json.dumps(params).encode()
-    data = b"%d\n%s%d\n%s%s" % (len(source_text), source_text, len(payload), payload, artifact.read_bytes())
-    proc = subprocess.run([sys.executable, "-c", BOOTSTRAP], input=data, capture_output=True, check=True)
-    result = json.loads(proc.stdout.decode().splitlines()[-1])
-    assert result["changed"] is True and result["install"]["unpacked"] is True
-    assert os.path.isfile(os.path.join(params["release"]["dest"], "bin", "buildkitd"))
 
 
 @pytest.fixture

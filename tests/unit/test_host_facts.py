@@ -1,4 +1,4 @@
-"""The host_facts module's own helpers (what it reads and runs on a host) and doctor's unread-host filter.
+"""host_facts' helpers (module_utils/host_facts.py: what it reads and runs on a host) and doctor's unread-host filter.
 
 They run here against this machine's real files and processes; nothing is mocked.
 """
@@ -14,8 +14,8 @@ import sys
 
 import pytest
 from ansible_collections.bkprov.buildkit.plugins.filter.doctor import doctor_unread_reason
+from ansible_collections.bkprov.buildkit.plugins.module_utils import host_facts
 from ansible_collections.bkprov.buildkit.plugins.module_utils.diagnosis import PROBE_RUN_MARK
-from ansible_collections.bkprov.buildkit.plugins.modules import host_facts
 
 
 def test_the_probe_dockerfile_runs_and_copies_onto_the_run_layer():

@@ -5,9 +5,10 @@
 The one install path of the runc and buildkit roles. On the controller it refuses what the
 role refused (``refuse``), fetches and verifies the artifact into the cache and reads the files
 given by ``src`` (TLS keys stay out of every result). On the host it runs
-``module_utils/converge.py`` once, as a plain ``python3 -c`` whose arguments arrive on stdin:
-one connection command, no AnsiballZ, nothing written to the journal. Only when the host lacks
-the artifact does a second call follow, with the artifact streamed on the same stdin.
+``module_utils/converge.py`` once, as a plain ``python3 -c`` whose code and arguments arrive on stdin
+(plugin_utils/piped.py, shared with host_facts): one connection command, no AnsiballZ, nothing
+written to the journal. Only when the host lacks the artifact does a second call follow, with the
+artifact streamed on the same stdin after the arguments, where converge's ``main()`` reads it.
 
 Connections that cannot pipe stdin (pipelining off) get the same code through the
 ``bkprov.buildkit.converge`` module and a file transfer instead.
@@ -15,24 +16,17 @@ Connections that cannot pipe stdin (pipelining off) get the same code through th
 
 from __future__ import annotations
 
-import json
 import os
 
-from ansible import constants as C
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as converge_utils
 from ansible_collections.bkprov.buildkit.plugins.module_utils.artifacts import (
     ArtifactError,
     ensure,
     read_lock,
     relpath_for,
 )
-
-# Run the converge source that follows on stdin in __main__, so its main() reads the rest of stdin.
-BOOTSTRAP = "import sys;b=sys.stdin.buffer;exec(compile(b.read(int(b.readline())),'bkprov-converge','exec'))"
-AUTO_INTERPRETERS = ("", "auto", "auto_legacy", "auto_silent", "auto_legacy_silent")
+from ansible_collections.bkprov.buildkit.plugins.plugin_utils import piped
 
 
 def selected_steps(step_tags, task_tags, run_tags, skip_tags):
@@ -196,41 +190,19 @@ class ActionModule(ActionBase):
 
     # ------------------------------------------------------------ remote side
 
-    def _interpreter(self, task_vars):
-        try:
-            configured = C.config.get_config_value("INTERPRETER_PYTHON", variables=task_vars)
-            configured = to_text(self._templar.template(configured) or "").strip()
-        except Exception:  # an unusual setting: fall back to discovery's answer or python3
-            configured = ""
-        if configured not in AUTO_INTERPRETERS:
-            return configured
-        return (task_vars.get("ansible_facts") or {}).get("discovered_interpreter_python") or "python3"
-
     def _converge(self, params, artifact_path, task_vars):
         if self._connection.is_pipelining_enabled():
             return self._converge_piped(params, artifact_path, task_vars)
         return self._converge_module(params, artifact_path, task_vars)
 
     def _converge_piped(self, params, artifact_path, task_vars):
-        with open(converge_utils.__file__, "rb") as handle:
-            source = handle.read()
-        payload = json.dumps(dict(params, artifact_follows=bool(artifact_path))).encode("utf-8")
-        data = b"%d\n%s%d\n%s" % (len(source), source, len(payload), payload)
+        # converge's main() reads <len>\n<params> and then the artifact from stdin itself ("main").
+        tail = b""
         if artifact_path:
             with open(artifact_path, "rb") as handle:
-                data += handle.read()
-        command = "%s -c %s" % (self._interpreter(task_vars), self._connection._shell.quote(BOOTSTRAP))
-        res = self._low_level_execute_command(command, in_data=data)
-        for line in reversed(res["stdout"].splitlines()):
-            if line.startswith("{"):
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    break
-        raise AnsibleActionFail(
-            "the converge step did not report a result (exit %s): %s"
-            % (res["rc"], (res["stderr"] or res["stdout"]).strip()[-2000:] or "no output; is python3 on the host?")
-        )
+                tail = handle.read()
+        params = dict(params, artifact_follows=bool(artifact_path))
+        return piped.run(self, task_vars, "converge:main", params, call="main", tail=tail, what="the converge step")
 
     def _converge_module(self, params, artifact_path, task_vars):
         module_args = {k: v for k, v in params.items() if k not in ("check_mode", "files")}
