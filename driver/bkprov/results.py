@@ -42,6 +42,8 @@ class HostResult:
     findings: list[Finding] = field(default_factory=list)
     error: str = ""
     published: bool = False  # False when the host left no result of its own (unreachable, crashed early)
+    # What the converge steps left on the host and the proof build that passed (bkprov.recorded); not in --json.
+    state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -58,7 +60,7 @@ class HostResult:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["published"]
+        del data["published"], data["state"]
         return data
 
 
@@ -146,6 +148,7 @@ def from_published(host: str, entry: dict[str, Any], changed: int) -> HostResult
         findings=[dict(f) for f in entry.get("findings") or [] if isinstance(f, dict)],
         error=_text(entry.get("error")),
         published=True,
+        state=dict(entry.get("state") or {}) if isinstance(entry.get("state"), dict) else {},
     )
 
 

@@ -17,6 +17,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(options: argparse.Namespace) -> int:
+    from bkprov import recorded
     from bkprov.targets import all_targets, find
 
     if options.all:
@@ -27,5 +28,6 @@ def run(options: argparse.Namespace) -> int:
         raise BkprovError("name a target or pass --all", exit_code=EXIT_USAGE)
     for target in targets:
         target.destroy()
+        recorded.forget(target.kind, target.name)
         log(f"destroyed {target.kind} {target.name}" + (" and its volume" if target.kind == "container" else ""))
     return 0

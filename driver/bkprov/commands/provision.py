@@ -7,7 +7,9 @@ artifacts, then the target, then the play (doctor runs on the target when it fai
 from __future__ import annotations
 
 import argparse
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,12 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--insecure-tcp", action="store_true", help="plaintext TCP: whoever reaches it is root on the target"
     )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="run the whole playbook even on a host that is exactly as bkprov's last verified run left it "
+        "(by default such a host only gets the proof build again)",
+    )
     add_fleet(parser, rollout=True)
     add_json(parser)
     add_verbose(parser)
@@ -63,6 +71,7 @@ class Request:
     registry: str | None
     tcp: str | None
     insecure_tcp: bool
+    full: bool
     json: bool
     verbose: int
     fleet: Fleet
@@ -93,6 +102,7 @@ def request(options: argparse.Namespace) -> Request:
         registry=options.registry,
         tcp=options.tcp,
         insecure_tcp=options.insecure_tcp,
+        full=options.full,
         json=options.json,
         verbose=options.verbose,
         fleet=fleet(options),
@@ -112,15 +122,16 @@ def check_target(req: Request) -> Target | None:
     return None
 
 
-def prefetch(version: str) -> None:
-    """Make the release's artifacts present and verified, with a progress bar for downloads."""
+def prefetch(version: str) -> dict[str, str]:
+    """Make the release's artifacts present and verified, with a progress bar for downloads; their sha256."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from bkprov import artifacts
 
+    digests: dict[str, str] = {}
     for item in artifacts.needed(version):
         if item.cached:
-            artifacts.fetch(item)  # verifies the hash (cheap), raises on mismatch
+            digests[item.relpath] = artifacts.fetch(item).sha256  # verifies the hash (cheap), raises on mismatch
             continue
         columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn())
         with Progress(*columns, console=err, transient=True) as progress:
@@ -133,6 +144,8 @@ def prefetch(version: str) -> None:
         log(f"fetched {result.relpath} ({result.origin} sha256 {result.sha256[:16]}…)")
         if result.warning:
             log(f"warning: {result.warning}")
+        digests[item.relpath] = result.sha256
+    return digests
 
 
 def tcp_client_command(req: Request, host: str) -> str:
@@ -149,25 +162,44 @@ def tcp_client_command(req: Request, host: str) -> str:
 
 
 def run(options: argparse.Namespace) -> int:
-    from bkprov import targets
+    from bkprov import recorded, targets
 
     req = request(options)
     target = check_target(req)
     seconds: dict[str, float] = {}
     started = time.monotonic()
-    prefetch(req.version)
+    digests = prefetch(req.version)
     seconds["artifacts"] = time.monotonic() - started
+    booting = None
     if target is None:
         t0 = time.monotonic()
-        target = targets.make(req.new, log)
-        target.start()
+        new = not targets.exists(req.new)
+        target = targets.make(req.new, log, wait=not new)
+        if new:
+            # A new container's systemd boots while Ansible starts (~1 s each): the play's first steps on
+            # the host need only PID 1, and converge's systemctl calls queue behind the boot.
+            booting = Background(target.start)
+        else:
+            target.start()
         seconds["target"] = time.monotonic() - t0
     inventory = target.inventory()
     # A rollout may stop before some hosts: read what they run first, to say which version they stay on.
     before = installed_versions(inventory, req.fleet) if req.fleet.rolling else None
     title = f"provision {req.version}" + (f" (serial {req.fleet.serial})" if req.fleet.rolling else "")
-    result = run_play("provision.yml", inventory, req.extravars(), title, req.verbose, req.fleet)
-    seconds["ansible"] = result.seconds
+    extravars = {**req.extravars(), **recorded.RECORD_VARS}
+    key = recorded.run_key(extravars, digests)
+    # A host exactly as the last verified run left it needs only the proof build (bkprov.recorded);
+    # TLS has files on this side too, and fleets go through Ansible.
+    shortcut = not (req.full or req.tcp or before is not None)
+    result = recorded.prove(target, key, req.version, log) if shortcut else None
+    if result is not None:
+        seconds["proof"] = result.seconds
+    else:
+        result = run_play("provision.yml", inventory, extravars, title, req.verbose, req.fleet)
+        seconds["ansible"] = result.seconds
+        if booting is not None:
+            booting.result()  # a container that died at boot: that is the error, not what the play saw
+        recorded.record(target, result, key)
     if before is not None and result.ran:  # (a play that never started reached no host: it says why)
         result.add_not_reached(before)
     problems = auto_doctor(result, inventory, req.verbose, show=not req.json, fleet=req.fleet)
@@ -177,6 +209,7 @@ def run(options: argparse.Namespace) -> int:
         "target": target.kind,
         "name": target.name,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "ran": "proof" if "proof" in seconds else "playbook",
         "doctor": problems,
     }
     if req.tcp and target.kind in targets.KINDS:
@@ -191,6 +224,26 @@ def run(options: argparse.Namespace) -> int:
         for command in summary["kept"].values():
             err.print(f"  {command}", highlight=False)
     return code
+
+
+class Background:
+    """Run ``fn`` in a thread; ``result()`` waits for it and re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the caller by result()
+            self.error = exc
+
+    def result(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def kept_for_inspection(target: Target) -> dict[str, str]:

@@ -114,16 +114,28 @@ def check(spec: Spec) -> None:
     container.check_spec(container.client(), spec.name, spec.image, spec.network)
 
 
-def make(spec: Spec, log: Log) -> Target:
-    """Make the target ``spec`` describes, or take the existing bkprov target of that name (not started)."""
+def exists(spec: Spec) -> bool:
+    """Whether bkprov already made the target ``spec`` names."""
+    from bkprov.targets import container, vm
+
+    if spec.kind == "vm":
+        return vm.get(spec.name) is not None
+    return container.existing_target(container.client(), spec.name) is not None
+
+
+def make(spec: Spec, log: Log, wait: bool = True) -> Target:
+    """Make the target ``spec`` describes, or take the existing bkprov target of that name (not started).
+
+    ``wait=False``: a new container is returned while systemd boots (``start()`` waits for it).
+    """
     check(spec)
     if spec.kind == "vm":
         return _make_vm(spec, log)
-    return _make_container(spec, log)
+    return _make_container(spec, log, wait)
 
 
 def _make_vm(spec: Spec, log: Log) -> Target:
-    from bkprov import catalog
+    from bkprov import catalog, recorded
     from bkprov.targets import vm
 
     existing = vm.get(spec.name)
@@ -132,10 +144,12 @@ def _make_vm(spec: Spec, log: Log) -> Target:
         return existing
     # A BuildKit whose runc predates cgroup v2 gets a cgroup v1 guest (reference §7.4).
     cgroup_v1 = bool(spec.version) and not catalog.get(spec.version).cgroup_v2
+    recorded.forget("vm", spec.name)
     return vm.create(spec.name, spec.version, log, accel=spec.accel, cgroup_v1=cgroup_v1)
 
 
-def _make_container(spec: Spec, log: Log) -> Target:
+def _make_container(spec: Spec, log: Log, wait: bool) -> Target:
+    from bkprov import recorded
     from bkprov.targets import container, container_image
 
     cli = container.client()
@@ -145,4 +159,6 @@ def _make_container(spec: Spec, log: Log) -> Target:
         return container.describe(existing)
     image = spec.image or container_image.ensure_image(cli, log)
     log(f"creating container {spec.name} from {image}")
-    return container.describe(container.create(cli, spec.name, image, spec.version, log, network=spec.network))
+    recorded.forget("container", spec.name)
+    made = container.create(cli, spec.name, image, spec.version, log, network=spec.network, wait=wait)
+    return container.describe(made)

@@ -35,6 +35,11 @@ class Target(ABC):
     def exec(self, command: list[str]) -> int:
         """Run a command on the target with the caller's stdout and stderr; return its exit code."""
 
+    def capture(self, command: list[str], timeout: float) -> tuple[int, str, str] | None:
+        """Run a command as root and return (exit code, stdout, stderr); None where bkprov has no direct way
+        (an inventory's hosts: their connection is Ansible's)."""
+        return None
+
     def start(self) -> None:
         """Make the target ready for a play (start a stopped container); a no-op where bkprov cannot."""
         return None  # hosts bkprov did not make are used as they are

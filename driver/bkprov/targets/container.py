@@ -103,6 +103,9 @@ class ContainerTarget(Target):
             )
         return exec_streaming(client(), self.name, command)
 
+    def capture(self, command: list[str], timeout: float) -> tuple[int, str, str] | None:
+        return exec_capture(client(), self.name, command) if self.status == "running" else None
+
     def start(self) -> None:
         container = get(client(), self.name)
         if container is None:
@@ -211,19 +214,32 @@ def _run(
     )
 
 
-def create(cli: docker.DockerClient, name: str, image: str, version: str, log: Log, network: str = "none") -> Container:
-    """Start a new systemd container; try --privileged, fall back to explicit capabilities."""
-    try:
-        container = _run(cli, image, name, version, {"privileged": True}, "privileged", network)
-    except docker.errors.APIError as exc:
-        if "apply caps" not in str(exc) and "operation not permitted" not in str(exc):
-            raise BkprovError(f"docker could not start {name}: {exc.explanation or exc}") from exc
-        leftover = get(cli, name)
-        if leftover is not None:
-            leftover.remove(force=True)
+def create(
+    cli: docker.DockerClient, name: str, image: str, version: str, log: Log, network: str = "none", wait: bool = True
+) -> Container:
+    """Start a new systemd container; try --privileged, fall back to explicit capabilities.
+
+    A Docker engine that refused --privileged once is remembered (by its ID), so later targets skip the
+    failing attempt. With ``wait=False`` the container is returned while systemd still boots (the caller
+    overlaps the boot with its own start-up and waits with ``wait_for_systemd`` before relying on it).
+    """
+    engine = cli.info().get("ID", "")
+    container = None
+    if engine not in privileged_refused():
+        try:
+            container = _run(cli, image, name, version, {"privileged": True}, "privileged", network)
+        except docker.errors.APIError as exc:
+            if "apply caps" not in str(exc) and "operation not permitted" not in str(exc):
+                raise BkprovError(f"docker could not start {name}: {exc.explanation or exc}") from exc
+            leftover = get(cli, name)
+            if leftover is not None:
+                leftover.remove(force=True)
+            remember_privileged_refused(engine)
+            log(f"--privileged refused ({exc.explanation}); using explicit capabilities from now on")
+    if container is None:
         missing = bounding_set_missing()
         caps = f"explicit (without {', '.join(missing) or 'nothing'})"
-        log(f"--privileged refused ({exc.explanation}); using all capabilities but {', '.join(missing)}")
+        log(f"using all capabilities but {', '.join(missing) or 'none'} (this Docker engine refuses --privileged)")
         extra = {
             "cap_add": ["ALL"],
             "cap_drop": missing,
@@ -233,8 +249,24 @@ def create(cli: docker.DockerClient, name: str, image: str, version: str, log: L
             container = _run(cli, image, name, version, extra, caps, network)
         except docker.errors.APIError as exc2:
             raise BkprovError(f"docker could not start {name}: {exc2.explanation or exc2}") from exc2
-    wait_for_systemd(container)
+    if wait:
+        wait_for_systemd(container)
     return container
+
+
+def privileged_refused() -> set[str]:
+    """IDs of the Docker engines that refused --privileged here."""
+    from bkprov.paths import state_dir
+
+    path = state_dir() / "docker-privileged-refused"
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
+def remember_privileged_refused(engine: str) -> None:
+    from bkprov.paths import state_dir
+
+    with open(state_dir() / "docker-privileged-refused", "a", encoding="utf-8") as handle:
+        handle.write(engine + "\n")
 
 
 def wait_for_systemd(container: Container, timeout: float = 60) -> None:
@@ -433,6 +465,12 @@ def exec_streaming(cli: docker.DockerClient, name: str, command: list[str]) -> i
                 stream.buffer.write(data)
                 stream.flush()
     return int(cli.api.exec_inspect(exec_id)["ExitCode"] or 0)
+
+
+def exec_capture(cli: docker.DockerClient, name: str, command: list[str]) -> tuple[int, str, str]:
+    """`docker exec` as root with the output collected: (exit code, stdout, stderr)."""
+    exit_code, (stdout, stderr) = cli.containers.get(name).exec_run(command, user="root", demux=True)
+    return int(exit_code or 0), (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
 
 
 def default_name(version: str) -> str:

@@ -127,6 +127,11 @@ class DockerHost(Target):
         self.require_running()
         return container.exec_streaming(container.client(), self.name, command)
 
+    def capture(self, command: list[str], timeout: float) -> tuple[int, str, str] | None:
+        from bkprov.targets import container
+
+        return container.exec_capture(container.client(), self.name, command) if self.status == "running" else None
+
     def require_running(self) -> None:
         if self.status != "running":
             raise BkprovError(
