@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as cv
+from ansible_collections.bkprov.buildkit.plugins.plugin_utils import piped
 
 
 def tarball(path: Path, tag: str = "v1") -> str:
@@ -37,10 +38,9 @@ def release(tmp_path: Path, digest: str) -> dict:
 
 
 def pipe(params: dict, artifact: bytes) -> dict:
-    """converge.py run as the action runs it: <len>\\n<args JSON> and the artifact's bytes on stdin."""
-    payload = json.dumps(dict(params, artifact_follows=True)).encode()
-    data = b"%d\n%s%s" % (len(payload), payload, artifact)
-    proc = subprocess.run([sys.executable, cv.__file__], input=data, capture_output=True, check=True)
+    """converge run as the action runs it (plugin_utils/piped.py): its code, its arguments, then the artifact."""
+    data = piped.stdin_for("converge:main", dict(params, artifact_follows=True), call="main", tail=artifact)
+    proc = subprocess.run([sys.executable, "-c", piped.BOOTSTRAP], input=data, capture_output=True, check=True)
     return json.loads(proc.stdout.decode().splitlines()[-1])
 
 

@@ -33,10 +33,7 @@ import tarfile
 import tempfile
 import time
 
-try:  # TEMPORARY until the piped path sends module_utils dependencies along
-    from ansible_collections.bkprov.buildkit.plugins.module_utils.host_state import snapshot
-except ImportError:
-    snapshot = None
+from ansible_collections.bkprov.buildkit.plugins.module_utils.host_state import snapshot
 
 MARKER = ".bkprov-tarball-sha256"
 POLL_SECONDS = 0.1
