@@ -440,20 +440,21 @@ def destroy(cli: docker.DockerClient, name: str) -> None:
         cli.volumes.get(volume_name(name)).remove(force=True)
 
 
-def inventory(name: str, interpreter: str = "/usr/bin/python3") -> dict:
-    """Ansible reaches the container through the docker connection, as root (no sudo in the image)."""
-    return {
-        "all": {
-            "hosts": {
-                name: {
-                    "ansible_connection": "community.docker.docker",
-                    "ansible_host": name,
-                    "ansible_python_interpreter": interpreter,
-                    "ansible_become": False,
-                }
-            }
-        }
+def inventory(name: str, interpreter: str = "/usr/bin/python3", root: bool = True) -> dict:
+    """Ansible reaches the container through the docker connection, as root (no sudo in the image).
+
+    ``root``: the connection is known to be root (bkprov's image), so the playbooks need not ask
+    (``bkprov_connect_uid``; see playbooks/vars/become.yml).
+    """
+    hostvars = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_host": name,
+        "ansible_python_interpreter": interpreter,
+        "ansible_become": False,
     }
+    if root:
+        hostvars["bkprov_connect_uid"] = 0
+    return {"all": {"hosts": {name: hostvars}}}
 
 
 def exec_streaming(cli: docker.DockerClient, name: str, command: list[str]) -> int:

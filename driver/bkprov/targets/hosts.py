@@ -118,8 +118,9 @@ class DockerHost(Target):
     def inventory(self) -> Inventory:
         from bkprov.targets import container
 
-        # Any image: let Ansible find its Python rather than assume Debian's path.
-        return container.inventory(self.name, interpreter="auto_silent")
+        # Any image: let Ansible find its Python rather than assume Debian's path, and ask who `docker exec`
+        # runs as (the image's USER).
+        return container.inventory(self.name, interpreter="auto_silent", root=False)
 
     def exec(self, command: list[str]) -> int:
         from bkprov.targets import container
