@@ -99,6 +99,20 @@ def test_buildkitd_pids_finds_a_process_by_its_name(tmp_path):
         process.wait()
 
 
+def test_unit_states_reads_both_units_from_one_systemctl_show(tmp_path, monkeypatch):
+    """What systemd 252 prints for `systemctl show -pUnitFileState -pActiveState` of the two units."""
+    (tmp_path / "systemctl").write_text(
+        "#!/bin/sh\n"
+        "printf 'ActiveState=active\\nUnitFileState=enabled\\n\\nActiveState=inactive\\nUnitFileState=\\n'\n"
+    )
+    (tmp_path / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert host_facts.unit_states() == {
+        "buildkit.socket": {"enabled": True, "active": True},
+        "buildkit.service": {"enabled": False, "active": False},
+    }
+
+
 @pytest.mark.parametrize(
     ("result", "reason"),
     [
