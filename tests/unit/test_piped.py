@@ -223,10 +223,16 @@ PLAYBOOK = """\
         bin_dir: "{{ layout }}/bin"
         unit_dir: "{{ layout }}/units"
         snapshotter: ""
-        runtime: "{{ layout }}/runc"
+        runtime: "{{ layout }}/fake-runc"
         release:
           version: v0.10.6
       register: preflight
+    - name: With the task's environment (the runtime is found in its PATH)
+      bkprov.buildkit.host_facts:
+        runtime: fake-runc
+      environment:
+        PATH: "{{ layout }}:/usr/bin:/bin"
+      register: with_env
     - name: A value of the wrong type
       bkprov.buildkit.host_facts:
         probe_timeout: soon
@@ -250,7 +256,7 @@ PLAYBOOK = """\
     - name: Report
       ansible.builtin.set_stats:
         data:
-          results: "{{ {'discovered': discovered, 'preflight': preflight, 'bad_type': bad_type,
+          results: "{{ {'discovered': discovered, 'preflight': preflight, 'with_env': with_env, 'bad_type': bad_type,
             'unknown': unknown, 'escalated': escalated} }}"
 """
 
@@ -298,14 +304,14 @@ def test_piped_and_module_give_the_same_results_defaults_and_refusals(tmp_path):
     (layout / "units" / "buildkit.service").write_text(
         "[Service]\nExecStart=buildkitd --oci-worker-snapshotter=native\n"
     )
-    (layout / "runc").write_text("#!/bin/sh\nprintf 'runc version 1.0.2\\ncommit: v1.0.2-0-g52b36a2d\\n'\n")
-    (layout / "runc").chmod(0o755)
+    (layout / "fake-runc").write_text("#!/bin/sh\nprintf 'runc version 1.0.2\\ncommit: v1.0.2-0-g52b36a2d\\n'\n")
+    (layout / "fake-runc").chmod(0o755)
     os.chmod(tmp_path, 0o755)  # su nobody needs to reach the module's files for the module path
 
     piped_run = run_both_ways(tmp_path, True, "--check")  # read-only: it runs in check mode too
     module_run = run_both_ways(tmp_path, False)
 
-    for name in ("discovered", "preflight", "escalated"):
+    for name in ("discovered", "preflight", "with_env", "escalated"):
         for result in (piped_run[name], module_run[name]):
             assert not result.get("failed"), result
             result.pop("invocation", None)  # the module's own echo of its arguments
@@ -315,6 +321,7 @@ def test_piped_and_module_give_the_same_results_defaults_and_refusals(tmp_path):
         assert piped_run[name] == module_run[name], name
     pre = piped_run["preflight"]
     assert (pre["installed_version"], pre["socket_unit"], pre["runtime_release_tag"]) == ("v0.10.6", True, "v1.0.2")
+    assert piped_run["with_env"]["runtime_release_tag"] == "v1.0.2"
     assert piped_run["escalated"]["user_id"] == 65534 and piped_run["discovered"]["user_id"] == os.geteuid()
     assert piped_run["discovered"]["effective"] == {}  # no buildkitd here
 
