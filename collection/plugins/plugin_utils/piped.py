@@ -212,7 +212,8 @@ def result_of(res: dict, what: str, python: str = "python3") -> dict:
             break
     said = (stderr or stdout).strip()
     hint = ""
-    if not said or python.rsplit("/", 1)[-1] in said:
+    # Silence, or the shell's "python3: not found" (126, 127): the interpreter never ran.
+    if not said or (res.get("rc") in (126, 127) and python.rsplit("/", 1)[-1] in said):
         hint = " (is %s on the host? set ansible_python_interpreter)" % python
     return {
         "failed": True,
