@@ -427,10 +427,12 @@ def start(svc, restart, check):
         return out
     if restart:
         systemctl("stop", name)
+        if enable:  # links only: the one daemon-reload below reads them with the new unit files
+            systemctl("enable", "--no-reload", *enable)
         systemctl("daemon-reload")
-    run(["systemctl", "reset-failed", name] + ([socket] if socket else []))
-    if enable:
+    elif enable:
         systemctl("enable", *enable)
+    run(["systemctl", "reset-failed", name] + ([socket] if socket else []))
     if restart and socket:
         systemctl("restart", socket)
     if restart or not active:
