@@ -4,11 +4,19 @@ KVM is used only where it really works: /dev/kvm can exist while a Debian kernel
 KVM with "emulation failure", so a short boot probe decides (cached per host kernel and
 guest kernel), with software emulation (TCG) as the fallback. The guest's user-mode network
 is restricted: it reaches nothing outside; only the SSH forward comes in.
+
+Under TCG every guest instruction is emulated, so the machine is kept minimal (no default
+devices, no bootloader: vm_image.py has the kernel, initrd and disk side) and SSH is made to
+cost one handshake: bkprov waits for sshd's banner (a plain TCP read, every 0.1 s), then opens
+one SSH master connection that its own commands and Ansible share (ControlPath), so Ansible's
+first task does not pay another key exchange in the emulated guest. Each VM's host key is made
+on the controller and pinned (known_hosts with a HostKeyAlias), so bkprov's SSH checks it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -26,23 +34,31 @@ from typing import ClassVar
 from bkprov.errors import EXIT_USAGE, BkprovError
 from bkprov.paths import state_dir
 from bkprov.targets.base import Inventory, Target
-from bkprov.targets.vm_image import FW_CFG_KEY, SUDO_USER, VmImage, ensure_vm_image, run_tool
+from bkprov.targets.vm_image import FW_CFG_DIR, FW_CFG_FILES, SUDO_USER, VmImage, ensure_vm_image, run_tool
 
 Log = Callable[[str], None]
 QEMU = "qemu-system-x86_64"
 BOOT_TIMEOUT = 240.0
+POLL = 0.1  # seconds between looks at sshd's banner while the guest boots
+# The guest kernel's command line. No mitigations: a throwaway test VM, and under TCG each one
+# is emulated work. The console stays (errors only) for the tail bkprov shows when a boot fails.
+CMDLINE = "console=ttyS0 quiet mitigations=off"
+# TCG: one host thread per vCPU (MTTCG); the CPU model is QEMU's own (see TCG_CPU below).
+TCG_CPU = "qemu64"
+# Options for every SSH bkprov makes to a VM. curve25519 first: OpenSSH 9's default key exchange
+# (sntrup761x25519) costs the emulated guest more for nothing a loopback forward needs.
 SSH_OPTIONS = [
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
     "-o",
     "LogLevel=ERROR",
     "-o",
     "BatchMode=yes",
     "-o",
-    "ConnectTimeout=5",
+    "KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com",
 ]
+CONNECT_OPTIONS = ["-o", "ConnectTimeout=30"]
+CONTROL_PERSIST = "10m"  # the shared SSH master outlives bkprov's run this long after its last use
+# A socket path has at most 107 bytes; ssh adds 17 while it makes the socket, %r up to 16 (our users: root, bkprov).
+SOCKET_PATH_MAX = 107 - 17 - 16
 
 
 @dataclass
@@ -67,6 +83,27 @@ class VmTarget(Target):
     @property
     def console(self) -> Path:
         return self.directory / "console.log"
+
+    @property
+    def host_key_alias(self) -> str:
+        return f"bkprov-vm-{self.name}"
+
+    def ssh_options(self) -> list[str]:
+        """How any SSH client reaches this VM: its pinned host key and the shared master connection."""
+        known_hosts = self.directory / "known_hosts"
+        if known_hosts.is_file():
+            checks = [
+                "StrictHostKeyChecking=yes",
+                f"UserKnownHostsFile={known_hosts}",
+                f"HostKeyAlias={self.host_key_alias}",
+            ]
+        else:  # a VM made before host keys were pinned
+            checks = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"]
+        options = [*SSH_OPTIONS, *(arg for check in checks for arg in ("-o", check))]
+        path = control_path(self)
+        if path is not None:
+            options += ["-o", f"ControlPath={path}"]
+        return options
 
     @property
     def running(self) -> bool:
@@ -100,13 +137,62 @@ class VmTarget(Target):
                 f"VM {self.name} is stopped; `bkprov destroy {self.name}` and provision again", EXIT_USAGE
             )
 
+    def capture(self, command: list[str], timeout: float) -> tuple[int, str, str] | None:
+        if not self.running:
+            return None
+        try:
+            done = self.ssh(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        if done.returncode == 255:  # ssh itself failed: bkprov has no answer, the caller takes another way
+            return None
+        return done.returncode, done.stdout, done.stderr
+
     def destroy(self) -> None:
         destroy(self.name)
 
-    def ssh(self, command: list[str], user: str = "root", **kwargs: object) -> subprocess.CompletedProcess:
+    def ssh_argv(self, command: list[str], user: str = "root") -> list[str]:
         remote = " ".join(shlex.quote(part) for part in command)  # ssh hands one string to the remote shell
-        argv = ["ssh", *SSH_OPTIONS, "-i", str(self.key), "-p", str(self.port), f"{user}@127.0.0.1", "--", remote]
-        return subprocess.run(argv, check=False, **kwargs)  # type: ignore[call-overload]
+        return [
+            "ssh",
+            *self.ssh_options(),
+            *CONNECT_OPTIONS,
+            "-o",
+            "ControlMaster=no",
+            "-i",
+            str(self.key),
+            "-p",
+            str(self.port),
+            f"{user}@127.0.0.1",
+            "--",
+            remote,
+        ]
+
+    def ssh(self, command: list[str], user: str = "root", **kwargs: object) -> subprocess.CompletedProcess:
+        """Run a command over SSH: through the shared master when it is up (no new key exchange)."""
+        if user == "root":
+            self.open_master()
+        return subprocess.run(self.ssh_argv(command, user), check=False, **kwargs)  # type: ignore[call-overload]
+
+    def open_master(self) -> bool:
+        """Make sure the shared SSH master connection is up; False when it cannot be made now.
+
+        The master runs in the background (ControlPersist) with no pipe of ours: a caller reading
+        our output must not wait for it.
+        """
+        path = control_path(self)
+        if path is None:
+            return False
+        check = ["ssh", *self.ssh_options(), "-O", "check", "-p", str(self.port), "root@127.0.0.1"]
+        if subprocess.run(check, capture_output=True, check=False).returncode == 0:
+            return True
+        argv = ["ssh", *self.ssh_options(), *CONNECT_OPTIONS, "-o", "ControlMaster=auto"]
+        argv += ["-o", f"ControlPersist={CONTROL_PERSIST}", "-i", str(self.key), "-p", str(self.port)]
+        argv += ["root@127.0.0.1", "true"]
+        opened = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
+        return opened.returncode == 0
 
 
 def vms_dir() -> Path:
@@ -124,6 +210,16 @@ def get(name: str) -> VmTarget | None:
 
 def list_targets() -> list[VmTarget]:
     return [vm for vm in (get(p.name) for p in sorted(vms_dir().iterdir())) if vm is not None]
+
+
+def control_path(vm: VmTarget) -> str | None:
+    """The shared master's socket, per VM and remote user (%r); None where the path would be too long."""
+    token = hashlib.sha256(f"{vm.name}:{vm.port}".encode()).hexdigest()[:12]
+    path = state_dir() / "ssh" / f"{token}-%r"
+    if len(str(path)) - len("%r") > SOCKET_PATH_MAX:
+        return None
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    return str(path)
 
 
 def free_port() -> int:
@@ -206,23 +302,9 @@ def create(
         raise BkprovError(f"a VM named {name} exists; `bkprov destroy {name}` first", exit_code=EXIT_USAGE)
     directory.mkdir(parents=True)
     try:
-        run_tool(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-b",
-                str(image.disk),
-                "-F",
-                "qcow2",
-                str(directory / "disk.qcow2"),
-            ],
-            "qemu-img create",
-        )
-        key = directory / "id_ed25519"
-        run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"bkprov-{name}", "-f", str(key)], "ssh-keygen")
+        overlay = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2"]
+        run_tool([*overlay, str(directory / "disk.qcow2")], "qemu-img create")
+        make_keys(name, directory)
         port = free_port()
         log(f"booting VM {name} ({accel.upper()}, cgroup {'v1' if cgroup_v1 else 'v2'}, SSH on 127.0.0.1:{port})")
         started = subprocess.run(
@@ -243,35 +325,75 @@ def create(
         raise
 
 
+def make_keys(name: str, directory: Path) -> None:
+    """The VM's client key and its SSH host key, made here and passed in through fw_cfg; the host key pinned.
+
+    Made on the controller: generating host keys in the emulated guest took seconds of its boot.
+    """
+    keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", ""]
+    run_tool([*keygen, "-C", f"bkprov-{name}", "-f", str(directory / "id_ed25519")], "ssh-keygen")
+    host_key = directory / "ssh_host_ed25519_key"
+    run_tool([*keygen, "-C", f"bkprov-vm-{name}", "-f", str(host_key)], "ssh-keygen")
+    public = host_key.with_name(host_key.name + ".pub").read_text().split()
+    (directory / "known_hosts").write_text(f"bkprov-vm-{name} {public[0]} {public[1]}\n")
+
+
 def qemu_argv(
     name: str, directory: Path, image: VmImage, accel: str, memory: str, port: int, cgroup_v1: bool
 ) -> list[str]:
-    """QEMU for one VM: its overlay disk, the SSH forward on 127.0.0.1 only, a network that reaches nothing."""
-    cmdline = "root=/dev/vda rw console=ttyS0 net.ifnames=0" + (
-        " systemd.unified_cgroup_hierarchy=0" if cgroup_v1 else ""
-    )
-    argv = [QEMU, "-name", name, "-machine", "q35", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max"]
+    """QEMU for one VM: its overlay disk, the SSH forward on 127.0.0.1 only, a network that reaches nothing.
+
+    No default devices (VGA and its option ROM, CD-ROM, floppy, parallel port: time in the firmware
+    and the kernel under emulation); virtio-rng so the guest never waits for entropy; the overlay
+    is throwaway, so its writes are never flushed to the host disk (cache=unsafe).
+    """
+    cmdline = CMDLINE + (" systemd.unified_cgroup_hierarchy=0" if cgroup_v1 else "")
+    argv = [QEMU, "-name", name, "-nodefaults", "-no-user-config", "-machine", "q35"]
+    if accel == "kvm":
+        argv += ["-accel", "kvm", "-cpu", "host"]
+    else:
+        argv += ["-accel", "tcg,thread=multi", "-cpu", TCG_CPU]
     argv += ["-smp", "2", "-m", memory, "-kernel", str(image.kernel), "-initrd", str(image.initrd)]
-    argv += ["-append", cmdline, "-drive", f"file={directory / 'disk.qcow2'},if=virtio,format=qcow2"]
+    argv += ["-append", cmdline]
+    argv += ["-drive", f"file={directory / 'disk.qcow2'},if=virtio,format=qcow2,cache=unsafe"]
     argv += [
         "-netdev",
         f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device",
         "virtio-net-pci,netdev=n0",
+        "-device",
+        "virtio-rng-pci",
     ]
-    argv += ["-fw_cfg", f"name={FW_CFG_KEY},file={directory / 'id_ed25519.pub'}"]
+    sources = {"authorized_keys": "id_ed25519.pub"}
+    for entry in FW_CFG_FILES:
+        argv += ["-fw_cfg", f"name={FW_CFG_DIR}/{entry},file={directory / sources.get(entry, entry)}"]
     argv += ["-serial", f"file:{directory / 'console.log'}", "-display", "none"]
     return [*argv, "-daemonize", "-pidfile", str(directory / "qemu.pid")]
 
 
+def sshd_banner(port: int) -> bool:
+    """True when sshd in the guest greets a TCP connection (no key exchange: nothing to emulate)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.settimeout(2)
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:  # QEMU's forward answers before the guest does, then closes or times out
+        return False
+
+
 def wait_for_ssh(vm: VmTarget, timeout: float = BOOT_TIMEOUT) -> None:
+    """Wait for sshd's banner, then open the shared master connection (the only key exchange)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if not vm.running:
             raise BkprovError(f"QEMU for {vm.name} exited while booting. Console tail:\n{console_tail(vm)}")
-        if vm.ssh(["true"], capture_output=True, timeout=30).returncode == 0:
-            return
-        time.sleep(2)
+        if sshd_banner(vm.port):
+            if control_path(vm) is None:
+                if vm.ssh(["true"], capture_output=True, timeout=60).returncode == 0:
+                    return
+            elif vm.open_master():
+                return
+        time.sleep(POLL)
     raise BkprovError(
         f"VM {vm.name} did not answer SSH within {timeout:.0f} s ({vm.accel}). Console tail:\n{console_tail(vm)}"
     )
@@ -286,6 +408,15 @@ def console_tail(vm: VmTarget, lines: int = 25) -> str:
 
 def destroy(name: str) -> None:
     vm = get(name)
+    if vm is not None:
+        path = control_path(vm)
+        if path is not None:  # the shared master ends with its socket, not later when QEMU's forward closes
+            for user in ("root", SUDO_USER):
+                subprocess.run(
+                    ["ssh", "-o", f"ControlPath={path}", "-O", "exit", "-p", str(vm.port), f"{user}@127.0.0.1"],
+                    capture_output=True,
+                    check=False,
+                )
     if vm is not None and vm.running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(vm.pid, signal.SIGTERM)
@@ -300,7 +431,12 @@ def destroy(name: str) -> None:
 
 
 def inventory(vm: VmTarget, user: str = "root") -> dict:
-    """SSH to the forwarded port; as the sudo user with become, or as root without."""
+    """SSH to the forwarded port; as the sudo user with become, or as root without.
+
+    The SSH options carry the pinned host key and the shared master's ControlPath: Ansible's
+    connections ride on the master bkprov opened while the VM booted. No compression (Ansible's
+    default -C): what travels is already compressed, and inflating is emulated work in the guest.
+    """
     return {
         "all": {
             "hosts": {
@@ -309,7 +445,8 @@ def inventory(vm: VmTarget, user: str = "root") -> dict:
                     "ansible_port": vm.port,
                     "ansible_user": user,
                     "ansible_ssh_private_key_file": str(vm.key),
-                    "ansible_ssh_common_args": " ".join(SSH_OPTIONS[:-4]),
+                    "ansible_ssh_args": f"-o ControlMaster=auto -o ControlPersist={CONTROL_PERSIST}",
+                    "ansible_ssh_common_args": " ".join(vm.ssh_options()),
                     "ansible_python_interpreter": "/usr/bin/python3",
                     "ansible_become": user != "root",
                 }
