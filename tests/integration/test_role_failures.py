@@ -8,36 +8,21 @@ with fake binaries (tests/support/fakes.py) whose buildkitd exits at start.
 from __future__ import annotations
 
 import ast
-import hashlib
-import io
 import re
-import tarfile
 
 import pytest
 
 from bkprov import catalog
-from tests.support.fakes import FAIL_MESSAGE, fake_cache
+from tests.support.fakes import FAIL_MESSAGE, fake_cache, script_tarball
 from tests.support.helpers import ansible_playbook, docker_inventory, provision_refused_early, sh
 
 pytestmark = pytest.mark.docker
 
 
-def fake_release(path, version: str) -> str:
-    """A tarball in the release layout whose content is not the real release."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for name in ("buildctl", "buildkitd", "buildkit-runc"):
-            data = f"#!/bin/sh\necho fake {name} {version}\n".encode()
-            info = tarfile.TarInfo(f"bin/{name}")
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_checksum_mismatch_installs_nothing_and_names_file_and_hashes(tmp_path, make_target):
     release = catalog.get("v0.10.6")
     mirror = tmp_path / "mirror"
-    actual = fake_release(mirror / "moby/buildkit/releases/download/v0.10.6" / release.tarball, "v0.10.6")
+    actual = script_tarball(mirror / "moby/buildkit/releases/download/v0.10.6" / release.tarball, tag="fake")
     name = make_target()
 
     result = ansible_playbook(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -94,6 +95,35 @@ def _script(text: str, version: str, fail: bool = False) -> bytes:
     return (
         text.replace("@VERSION@", version).replace("@FAIL@", repr(fail)).replace("@MESSAGE@", repr(FAIL_MESSAGE))
     ).encode()
+
+
+def tools_on_path(directory: Path, monkeypatch, tools: dict[str, str]) -> Path:
+    """Stand-in commands (name -> shell script body) in ``directory``, put first on PATH."""
+    directory.mkdir(exist_ok=True)
+    for name, body in tools.items():
+        (directory / name).write_text("#!/bin/sh\n" + body)
+        (directory / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+    return directory
+
+
+def systemctl_showing(path: Path) -> str:
+    """The body of a systemctl whose `show` prints the file ``path``; every other call succeeds."""
+    return f'[ "$1" = show ] && cat {path}\nexit 0\n'
+
+
+def script_tarball(
+    path: Path, names: tuple[str, ...] = ("buildctl", "buildkitd", "buildkit-runc"), tag: str = "v1", mode: int = 0o755
+) -> str:
+    """A tarball in the release layout (bin/<name>) of tiny scripts printing "<name> <tag>"; its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name in names:
+            data = f"#!/bin/sh\necho {name} {tag}\n".encode()
+            info = tarfile.TarInfo(f"bin/{name}")
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def buildkit_tarball(path: Path, version: str, fail: bool = False) -> str:

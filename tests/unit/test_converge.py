@@ -7,26 +7,20 @@ else (tarballs, links, modes, diffs) is real.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import stat
-import tarfile
 from pathlib import Path
 
 import pytest
 from ansible_collections.bkprov.buildkit.plugins.action.converge import selected_steps
 from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as cv
 
+from tests.support.fakes import script_tarball, systemctl_showing, tools_on_path
+
 
 def tarball(path: Path, names=("buildctl", "buildkitd", "buildkit-runc"), tag="v1") -> str:
-    with tarfile.open(path, "w:gz") as tar:
-        for name in names:
-            data = f"#!/bin/sh\necho {name} {tag}\n".encode()
-            info = tarfile.TarInfo(f"bin/{name}")
-            info.size, info.mode = len(data), 0o700
-            tar.addfile(info, io.BytesIO(data))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return script_tarball(path, names, tag, mode=0o700)  # 0700 as some release tarballs ship them
 
 
 @pytest.fixture
@@ -164,17 +158,16 @@ def test_binary_install_checks_its_version(tmp_path):
 @pytest.fixture
 def fake_systemd(tmp_path, monkeypatch):
     """systemctl/journalctl stand-ins: the service's `systemctl show` answer is a file the test writes."""
-    bin_dir = tmp_path / "fakebin"
-    bin_dir.mkdir()
     state = tmp_path / "state"
-    (bin_dir / "systemctl").write_text(f'#!/bin/sh\n[ "$1" = show ] && cat {state}\nexit 0\n')
-    (bin_dir / "journalctl").write_text(
-        "#!/bin/sh\necho 'Nov 28 08:33:24 host buildkitd[194]: buildkitd: failed to find git binary'\n"
+    bin_dir = tools_on_path(
+        tmp_path / "fakebin",
+        monkeypatch,
+        {
+            "systemctl": systemctl_showing(state),
+            "journalctl": "echo 'Nov 28 08:33:24 host buildkitd[194]: buildkitd: failed to find git binary'\n",
+            "buildctl": "echo 'connection refused' >&2\nexit 1\n",
+        },
     )
-    (bin_dir / "buildctl").write_text("#!/bin/sh\necho 'connection refused' >&2\nexit 1\n")
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return state, str(bin_dir / "buildctl")
 
 

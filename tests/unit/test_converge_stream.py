@@ -4,26 +4,16 @@ rename, and nothing of it left behind when its sha256 is not the verified one. R
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as cv
 from ansible_collections.bkprov.buildkit.plugins.plugin_utils import piped
 
-
-def tarball(path: Path, tag: str = "v1") -> str:
-    with tarfile.open(path, "w:gz") as tar:
-        for name in ("buildctl", "buildkitd", "buildkit-runc"):
-            data = f"#!/bin/sh\necho {name} {tag}\n".encode()
-            info = tarfile.TarInfo(f"bin/{name}")
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from tests.support.fakes import script_tarball
 
 
 def release(tmp_path: Path, digest: str) -> dict:
@@ -51,7 +41,7 @@ def leftovers(directory: Path) -> list[str]:
 
 def test_a_streamed_tarball_is_unpacked_and_kept_by_rename(tmp_path):
     source = tmp_path / "v1.tar.gz"
-    spec = release(tmp_path, tarball(source))
+    spec = release(tmp_path, script_tarball(source))
     out = pipe({"release": spec}, source.read_bytes())
     assert out["changed"] is True and out["install"]["unpacked"] is True
     assert (tmp_path / "lib" / "v1" / "bin" / "buildkitd").read_text() == "#!/bin/sh\necho buildkitd v1\n"
@@ -63,9 +53,9 @@ def test_a_streamed_tarball_is_unpacked_and_kept_by_rename(tmp_path):
 
 def test_a_tarball_with_another_sha256_changes_nothing_and_leaves_nothing(tmp_path):
     source = tmp_path / "v1.tar.gz"
-    spec = release(tmp_path, tarball(source))
+    spec = release(tmp_path, script_tarball(source))
     tampered = tmp_path / "other.tar.gz"
-    tarball(tampered, tag="evil")
+    script_tarball(tampered, tag="evil")
     out = pipe({"release": spec}, tampered.read_bytes())
     assert out["failed"] is True and "another sha256 than the verified" in out["msg"]
     assert not (tmp_path / "lib" / "v1").exists() and not (tmp_path / "bin").exists()
@@ -75,7 +65,7 @@ def test_a_tarball_with_another_sha256_changes_nothing_and_leaves_nothing(tmp_pa
 
 def test_a_truncated_tarball_is_refused(tmp_path):
     source = tmp_path / "v1.tar.gz"
-    spec = release(tmp_path, tarball(source))
+    spec = release(tmp_path, script_tarball(source))
     out = pipe({"release": spec}, source.read_bytes()[:-40])
     assert out["failed"] is True and "another sha256 than the verified" in out["msg"]
     assert not (tmp_path / "lib" / "v1").exists() and leftovers(tmp_path) == []
@@ -83,7 +73,7 @@ def test_a_truncated_tarball_is_refused(tmp_path):
 
 def test_an_artifact_sent_to_an_up_to_date_host_is_read_and_dropped(tmp_path):
     source = tmp_path / "v1.tar.gz"
-    spec = release(tmp_path, tarball(source))
+    spec = release(tmp_path, script_tarball(source))
     assert pipe({"release": spec}, source.read_bytes())["changed"] is True
     again = pipe({"release": spec}, source.read_bytes() * 3)  # a wrong guess: the host had it
     assert again["changed"] is False and again["needs_artifact"] is False

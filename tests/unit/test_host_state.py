@@ -15,16 +15,14 @@ from pathlib import Path
 import pytest
 from ansible_collections.bkprov.buildkit.plugins.module_utils import host_state as hs
 
+from tests.support.fakes import systemctl_showing, tools_on_path
+
 
 @pytest.fixture
 def systemd(tmp_path, monkeypatch):
     """A systemctl whose `show` prints the file ``show`` (one unit)."""
-    bin_dir = tmp_path / "fakebin"
-    bin_dir.mkdir()
     show = tmp_path / "show"
-    (bin_dir / "systemctl").write_text(f'#!/bin/sh\n[ "$1" = show ] && cat {show}\nexit 0\n')
-    (bin_dir / "systemctl").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    tools_on_path(tmp_path / "fakebin", monkeypatch, {"systemctl": systemctl_showing(show)})
     return show
 
 

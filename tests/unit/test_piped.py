@@ -8,20 +8,19 @@ connection), piped and as the AnsiballZ module, and both must give the same resu
 from __future__ import annotations
 
 import ast
-import hashlib
-import io
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 from ansible_collections.bkprov.buildkit.plugins.filter.doctor import doctor_unread_reason
 from ansible_collections.bkprov.buildkit.plugins.plugin_utils import piped
+
+from tests.support.fakes import script_tarball
 
 MODULE_UTILS = Path(piped.__file__).resolve().parents[1] / "module_utils"
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,16 +151,6 @@ def test_no_output_at_all_still_says_what_ran():
     )
 
 
-def tarball(path: Path, names=("buildctl", "buildkitd", "buildkit-runc")) -> str:
-    with tarfile.open(path, "w:gz") as tar:
-        for name in names:
-            data = f"#!/bin/sh\necho {name} v1\n".encode()
-            info = tarfile.TarInfo(f"bin/{name}")
-            info.size, info.mode = len(data), 0o700
-            tar.addfile(info, io.BytesIO(data))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_converge_reads_its_parameters_and_the_artifact_after_the_code(tmp_path):
     """converge's main() reads <len>\\n<params> and the artifact after them from the same stdin ("main")."""
     artifact = tmp_path / "v1.tar.gz"
@@ -173,7 +162,7 @@ def test_converge_reads_its_parameters_and_the_artifact_after_the_code(tmp_path)
         "required": ["buildctl", "buildkitd", "buildkit-runc"],
         "expected": ["buildctl", "buildkitd", "buildkit-runc"],
         "dest": str(dest),
-        "sha256": tarball(artifact),
+        "sha256": script_tarball(artifact),
     }
     params = {"release": release, "artifact_follows": True}
     proc = on_host(piped.stdin_for("converge:main", params, call="main", tail=artifact.read_bytes()))
