@@ -77,6 +77,7 @@ VM_MASKED_UNITS = [
     "systemd-pcrphase-sysinit.service",
     "systemd-update-utmp.service",
     "systemd-update-utmp-runlevel.service",
+    "systemd-logind.service",  # no PAM module asks it for sessions (no libpam-systemd); it only started D-Bus
     # First boot after a package change (ConditionNeedsUpdate): the image never changes in place.
     "systemd-sysusers.service",
     "ldconfig.service",
@@ -87,9 +88,19 @@ VM_MASKED_UNITS = [
     "systemd-ask-password-wall.path",
 ]
 JOURNALD_CONF = "[Journal]\nStorage=volatile\n"
-# sshd: only the host key bkprov made; no `sshd -t` before each start (one more process under emulation).
+# sshd: only the host key bkprov made; no `sshd -t` before each start (one more process under emulation);
+# started as soon as the root filesystem is there, not after the rest of the boot (sysinit, basic.target):
+# /init has set up the network and the keys, and bkprov's first commands need nothing the boot still does.
 SSHD_CONF = "HostKey /etc/ssh/ssh_host_ed25519_key\n"
-SSH_DROPIN = "[Service]\nExecStartPre=\n"
+SSH_DROPIN = """[Unit]
+DefaultDependencies=no
+After=local-fs.target
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+ExecStartPre=
+"""
 INIT = """#!/bin/busybox sh
 # bkprov's initramfs: drivers, the disk, the fixed network, the SSH keys from fw_cfg, then systemd.
 /bin/busybox --install -s /bin
