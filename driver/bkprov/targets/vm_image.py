@@ -15,7 +15,7 @@ emulated and the boot used to take a minute:
   passes through QEMU's fw_cfg (its authorized key and its own host key, made on the controller:
   no host key generation in the guest, and the controller can pin it);
 - systemd runs no generators and no unit the guest does not need (VM_MASKED_UNITS), the journal
-  stays in memory, and sshd starts without its config test.
+  stays in memory, and sshd starts as soon as the root filesystem is there, without its config test.
 
 The disk is a bare ext4 filesystem made from the debootstrap tree with `mkfs.ext4 -d` (no loop
 mounts), kept as a qcow2 base that every VM gets a copy-on-write overlay of.
