@@ -153,11 +153,11 @@ def fake_vm_image(cache: Path) -> None:
     """A VM image bkprov takes as current (its recipe hash) with a kernel QEMU cannot load."""
     from bkprov.targets.vm_image import RECIPE
 
-    directory = cache / ".bkprov" / "vm-image"
+    directory = cache / ".bkprov" / "vm-image" / RECIPE
     directory.mkdir(parents=True)
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(directory / "base.qcow2"), "64M"], check=True)
-    (directory / "vmlinuz").write_bytes(b"not a kernel")
-    (directory / "initrd.img").write_bytes(b"not an initrd")
+    (directory / "vmlinux").write_bytes(b"not a kernel")
+    (directory / "initrd.cpio").write_bytes(b"not an initrd")
     (directory / "image.json").write_text(json.dumps({"recipe": RECIPE, "kernel": "vmlinuz-fake"}))
 
 

@@ -7,6 +7,7 @@ as the kernel, QEMU or ssh would read it.
 from __future__ import annotations
 
 import lzma
+import os
 import socket
 import stat
 import subprocess
@@ -233,3 +234,23 @@ def test_readiness_is_sshds_banner_not_an_open_port():
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     assert not vm.sshd_banner(port)
+
+
+def test_each_recipe_keeps_its_disk_and_only_the_most_recently_used_stay(cache):
+    images = vm_image.images_dir()
+    for age, recipe in enumerate(["recent", "older", "oldest"]):  # other bkprov versions' disks
+        (images / recipe).mkdir(parents=True)
+        (images / recipe / "image.json").write_text("{}")
+        os.utime(images / recipe / "image.json", (1e9 - age, 1e9 - age))
+    (images / "unfinished").mkdir()  # a build that stopped before its image.json
+    legacy = images / "base.qcow2"  # a bkprov from before per-recipe directories: left to it
+    legacy.write_bytes(b"qcow2")
+    current = vm_image.image_dir()
+    current.mkdir()
+    (current / "image.json").write_text("{}")
+    assert current.name == vm_image.RECIPE
+
+    vm_image.prune_images(keep=3)
+    assert sorted(p.name for p in images.iterdir()) == sorted(["base.qcow2", "older", "recent", vm_image.RECIPE])
+    vm_image.prune_images(keep=1)
+    assert sorted(p.name for p in images.iterdir()) == sorted(["base.qcow2", vm_image.RECIPE])

@@ -18,7 +18,10 @@ emulated and the boot used to take a minute:
   stays in memory, and sshd starts as soon as the root filesystem is there, without its config test.
 
 The disk is a bare ext4 filesystem made from the debootstrap tree with `mkfs.ext4 -d` (no loop
-mounts), kept as a qcow2 base that every VM gets a copy-on-write overlay of.
+mounts), kept as a qcow2 base that every VM gets a copy-on-write overlay of. Each recipe has its
+own directory (vm-image/RECIPE), the KEEP_IMAGES most recently used are kept: two bkprov versions
+sharing one cache (a checkout and an installed wheel) each keep their disk instead of rebuilding
+the other's, minutes each time.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from bkprov.targets import container_image
 VM_PACKAGES = ("linux-image-amd64", "openssh-server", "sudo", "kmod")
 SUDO_USER = "bkprov"  # a non-root user with sudo, for "existing host" use of a VM
 DISK_SIZE = "4G"
+KEEP_IMAGES = 3  # recipes whose disk stays in the cache (most recently used first)
 # What each VM passes through QEMU's fw_cfg (names under opt/, at most 55 characters).
 FW_CFG_DIR = "opt/bkprov"
 FW_CFG_FILES = ("authorized_keys", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub")
@@ -167,8 +171,13 @@ class VmImage:
     initrd: Path
 
 
-def image_dir() -> Path:
+def images_dir() -> Path:
     return state_dir() / "vm-image"
+
+
+def image_dir() -> Path:
+    """This recipe's kernel, initrd and disk."""
+    return images_dir() / RECIPE
 
 
 def run_tool(cmd: list[str], what: str) -> None:
@@ -301,7 +310,8 @@ def _ensure_vm_image(log: container_image.Log, rebuild: bool) -> VmImage:
     directory = image_dir()
     meta = directory / "image.json"
     image = VmImage(directory / "base.qcow2", directory / "vmlinux", directory / "initrd.cpio")
-    if not rebuild and meta.is_file() and json.loads(meta.read_text()).get("recipe") == RECIPE:
+    if not rebuild and meta.is_file():
+        os.utime(meta)  # the most recently used recipe (prune_images keeps those)
         return image
     for tool in ("mkfs.ext4", "qemu-img"):
         if shutil.which(tool) is None:
@@ -311,11 +321,27 @@ def _ensure_vm_image(log: container_image.Log, rebuild: bool) -> VmImage:
         rootfs = Path(tmp) / "rootfs"
         container_image.debootstrap(rootfs, container_image.debian_mirror(), log, VM_PACKAGES)
         kernel_name = build_from_rootfs(rootfs, image, Path(tmp), log)
-    for old in ("vmlinuz", "initrd.img"):  # an older recipe's files
-        (directory / old).unlink(missing_ok=True)
     meta.write_text(json.dumps({"recipe": RECIPE, "kernel": kernel_name}))
+    prune_images()
     log(f"built the VM disk {image.disk}")
     return image
+
+
+def prune_images(keep: int = KEEP_IMAGES) -> None:
+    """Remove the disks of all but the ``keep`` most recently used recipes (never this one's).
+
+    Called under the build lock: a directory without image.json is a build that did not finish.
+    Running VMs keep the files they opened; a stopped VM is made again, not restarted.
+    """
+    current = image_dir()
+    built = sorted(
+        (d for d in images_dir().iterdir() if (d / "image.json").is_file() and d != current),
+        key=lambda d: (d / "image.json").stat().st_mtime,
+        reverse=True,
+    )
+    unfinished = [d for d in images_dir().iterdir() if d.is_dir() and d != current and d not in built]
+    for stale in [*built[keep - 1 :], *unfinished]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def build_from_rootfs(rootfs: Path, image: VmImage, scratch: Path, log: container_image.Log) -> str:
