@@ -57,17 +57,19 @@ def run_key(extravars: dict[str, Any], artifact_sha256: dict[str, str]) -> str:
 
 
 def record_path(target: Target, host: str) -> Path:
-    return state_dir() / "recorded" / f"{target.kind}-{target.name}-{host}.json"
+    return state_dir() / "recorded" / f"{target.kind}-{target.name}-{host}.json".replace("/", "_")
 
 
 def forget(kind: str, name: str) -> None:
     """Drop what bkprov kept about a target (it was destroyed, or a new one takes its name)."""
-    for path in (state_dir() / "recorded").glob(f"{kind}-{name}-*.json"):
+    for path in (state_dir() / "recorded").glob(f"{kind}-{name}-*.json".replace("/", "_")):
         path.unlink(missing_ok=True)
 
 
 def record(target: Target, result: PlayResult, key: str) -> None:
     """Keep each verified host's state for the next run (and forget it for hosts that did not verify)."""
+    if not isinstance(target.inventory(), dict):  # the user's inventory: never proved without Ansible (prove())
+        return
     for name, host in result.hosts.items():
         path = record_path(target, name)
         if not (host.ok and host.state.get("snapshots") and host.state.get("proof")):

@@ -97,3 +97,20 @@ def test_the_code_digest_covers_every_file(tmp_path):
     before = recorded.tree_digest(tmp_path)
     (tmp_path / "roles" / "x.yml").write_text("b")
     assert recorded.tree_digest(tmp_path) != before
+
+
+def test_a_users_inventory_is_never_recorded(tmp_path, monkeypatch):
+    """Its hosts always go through Ansible (their connection settings are the inventory's), so nothing is kept."""
+    monkeypatch.setenv("BKPROV_CACHE", str(tmp_path / "cache"))
+
+    class Inventory(LocalTarget):
+        kind, name = "inventory", str(tmp_path / "hosts.yml")
+
+        def inventory(self):
+            return self.name
+
+    played = PlayResult("provision.yml", rc=0, status="successful")
+    state = {"snapshots": [{"paths": {}, "units": {}}], "proof": PROOF}
+    played.hosts["h1"] = HostResult("h1", OK, phase="done", version="v9.9.9", state=state)
+    recorded.record(Inventory(), played, "key-1")
+    assert not (tmp_path / "cache" / ".bkprov" / "recorded").exists()
