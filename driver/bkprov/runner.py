@@ -7,12 +7,15 @@ from the data the playbooks publish (bkprov.results), read from the final stats 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,53 @@ from bkprov.paths import cache_dir, collections_root, playbooks_dir, state_dir
 from bkprov.results import PlayResult, host_results
 
 EventSink = Callable[[dict[str, Any]], None]
+
+
+class PendingInventory:
+    """The inventory of a target that is still being made, given by another thread once it exists.
+
+    ansible-playbook starts at once and reads its inventory from a FIFO: its ~1 s of start-up (imports,
+    YAML) overlaps making the target, and it blocks at the read only if the target is not there yet.
+    ``give(None)`` (the target could not be made) serves an empty inventory: the play reaches no host.
+    """
+
+    def __init__(self) -> None:
+        self._inventory: dict[str, Any] | None = None
+        self._given = threading.Event()
+
+    def give(self, inventory: dict[str, Any] | None) -> None:
+        if not self._given.is_set():  # the first answer stands (a finally-clause may give None after it)
+            self._inventory = inventory
+            self._given.set()
+
+    @contextlib.contextmanager
+    def served(self, private: Path) -> Iterator[str]:
+        """A FIFO in the run's private dir, its path for ``-i``, while the with-block runs ansible-playbook."""
+        (private / "inventory").mkdir()
+        fifo = private / "inventory" / "hosts.json"  # .json: the yaml inventory plugin reads it
+        os.mkfifo(fifo, 0o600)
+
+        def write() -> None:
+            self._given.wait()
+            try:
+                with open(fifo, "w", encoding="utf-8") as handle:  # blocks until ansible-playbook reads
+                    json.dump(self._inventory or {}, handle)
+            except OSError:  # the run ended (and its directory went) before the target was made
+                pass
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        try:
+            yield str(fifo)
+        finally:
+            # ansible-playbook ended without reading it (it failed early, or was cancelled): open the other
+            # end here so the writer's open returns, once the inventory was given.
+            if self._given.is_set() and writer.is_alive():
+                reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    writer.join(timeout=5)
+                finally:
+                    os.close(reader)
 
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -83,7 +133,7 @@ class Collector:
 
 def run_playbook(
     playbook: str,
-    inventory: str | dict[str, Any],
+    inventory: str | dict[str, Any] | PendingInventory,
     extravars: dict[str, Any],
     sink: EventSink | None = None,
     verbosity: int = 0,
@@ -92,6 +142,11 @@ def run_playbook(
 ) -> PlayResult:
     """Run one of playbooks/*.yml; never raises for a failed play, the result says what failed."""
     import ansible_runner
+    import ptyprocess
+
+    # ansible-runner closes the pty once ansible-playbook has exited; ptyprocess then sleeps
+    # delayafterclose (0.1 s by default) "to give the kernel time", which an exited child does not need.
+    ptyprocess.PtyProcess.delayafterclose = 0.0
 
     # One private data dir per run: ansible-runner writes the inventory there, and runs at once
     # (bkprov matrix --jobs N, two terminals) must not see each other's.
@@ -101,22 +156,25 @@ def run_playbook(
     collector = Collector(playbook, sink)
     started = time.monotonic()
     try:
-        runner = ansible_runner.run(
-            private_data_dir=str(private),
-            project_dir=str(playbooks_dir()),
-            playbook=playbook,
-            inventory=inventory,
-            extravars=extravars,
-            # An inventory of ours is JSON written by ansible-runner: only the yaml plugin (which reads .json)
-            # need load, not every enabled inventory plugin (~0.2 s of ansible-playbook's start-up).
-            envvars=environment({"ANSIBLE_INVENTORY_ENABLED": "yaml"} if isinstance(inventory, dict) else None),
-            limit=limit,
-            forks=forks,
-            verbosity=verbosity or None,
-            quiet=True,
-            suppress_env_files=True,
-            event_handler=collector,
-        )
+        with contextlib.ExitStack() as stack:
+            pending = isinstance(inventory, PendingInventory)
+            source = stack.enter_context(inventory.served(private)) if pending else inventory
+            runner = ansible_runner.run(
+                private_data_dir=str(private),
+                project_dir=str(playbooks_dir()),
+                playbook=playbook,
+                inventory=source,
+                extravars=extravars,
+                # An inventory of ours is JSON (written by ansible-runner or served): only the yaml plugin (which
+                # reads .json) need load, not every enabled inventory plugin (~0.2 s of ansible-playbook's start-up).
+                envvars=environment({"ANSIBLE_INVENTORY_ENABLED": "yaml"} if not isinstance(inventory, str) else None),
+                limit=limit,
+                forks=forks,
+                verbosity=verbosity or None,
+                quiet=True,
+                suppress_env_files=True,
+                event_handler=collector,
+            )
     finally:
         if not os.environ.get("BKPROV_KEEP_RUNS"):
             shutil.rmtree(private, ignore_errors=True)

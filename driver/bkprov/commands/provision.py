@@ -31,7 +31,8 @@ from bkprov.console import err, log, out
 from bkprov.errors import EXIT_USAGE, BkprovError
 from bkprov.plays import Fleet, auto_doctor, installed_versions, run_play
 from bkprov.report import report
-from bkprov.targets import Selection, Spec, Target
+from bkprov.runner import PendingInventory
+from bkprov.targets import Inventory, Selection, Spec, Target
 
 
 def register(subparsers: Subparsers) -> None:
@@ -170,35 +171,40 @@ def run(options: argparse.Namespace) -> int:
     started = time.monotonic()
     digests = prefetch(req.version)
     seconds["artifacts"] = time.monotonic() - started
-    booting = None
-    if target is None:
-        t0 = time.monotonic()
-        new = not targets.exists(req.new)
-        target = targets.make(req.new, log, wait=not new)
-        if new:
-            # A new container's systemd boots while Ansible starts (~1 s each): the play's first steps on
-            # the host need only PID 1, and converge's systemctl calls queue behind the boot.
-            booting = Background(target.start)
-        else:
+    inventory: Inventory | PendingInventory
+    made: Background | None = None
+    if target is None and not req.fleet.rolling and not targets.exists(req.new):
+        # A new target is made (a container's systemd boots, a VM boots) while ansible-playbook starts
+        # (~1 s of imports): the play reads its inventory once the target exists (PendingInventory).
+        pending = PendingInventory()
+        made = Background(lambda: make_new(req.new, pending, seconds))
+        inventory = pending
+    else:
+        if target is None:
+            t0 = time.monotonic()
+            target = targets.make(req.new, log)
             target.start()
-        seconds["target"] = time.monotonic() - t0
-    inventory = target.inventory()
+            seconds["target"] = time.monotonic() - t0
+        inventory = target.inventory()
     # A rollout may stop before some hosts: read what they run first, to say which version they stay on.
     before = installed_versions(inventory, req.fleet) if req.fleet.rolling else None
     title = f"provision {req.version}" + (f" (serial {req.fleet.serial})" if req.fleet.rolling else "")
     extravars = {**req.extravars(), **recorded.RECORD_VARS}
     key = recorded.run_key(extravars, digests)
     # A host exactly as the last verified run left it needs only the proof build (bkprov.recorded);
-    # TLS has files on this side too, and fleets go through Ansible.
-    shortcut = not (req.full or req.tcp or before is not None)
-    result = recorded.prove(target, key, req.version, log) if shortcut else None
+    # TLS has files on this side too, and fleets go through Ansible. A new target has no record.
+    shortcut = target is not None and not (req.full or req.tcp or before is not None)
+    result = recorded.prove(target, key, req.version, log) if shortcut and target is not None else None
     if result is not None:
         seconds["proof"] = result.seconds
     else:
         result = run_play("provision.yml", inventory, extravars, title, req.verbose, req.fleet)
         seconds["ansible"] = result.seconds
-        if booting is not None:
-            booting.result()  # a container that died at boot: that is the error, not what the play saw
+        if made is not None:
+            # A target that could not be made (the play then reached no host) or died at boot: that is the error.
+            target = made.result()
+            inventory = target.inventory()
+        assert target is not None
         recorded.record(target, result, key)
     if before is not None and result.ran:  # (a play that never started reached no host: it says why)
         result.add_not_reached(before)
@@ -226,24 +232,44 @@ def run(options: argparse.Namespace) -> int:
     return code
 
 
-class Background:
-    """Run ``fn`` in a thread; ``result()`` waits for it and re-raises what it raised."""
+def make_new(spec: Spec, inventory: PendingInventory, seconds: dict[str, float]) -> Target:
+    """Make a new target, hand its inventory to the starting play, then wait for its boot."""
+    from bkprov import targets
 
-    def __init__(self, fn: Callable[[], object]) -> None:
+    t0 = time.monotonic()
+    try:
+        target = targets.make(spec, log, wait=False)
+        inventory.give(target.inventory())
+        # The play's first steps on the host need only PID 1; converge's systemctl calls would queue behind
+        # systemd's boot anyway, but a container that died booting must be this command's error.
+        target.start()
+        seconds["target"] = time.monotonic() - t0
+        return target
+    finally:
+        inventory.give(None)  # (no-op once given) the play then reaches no host and ends at once
+
+
+class Background:
+    """Run ``fn`` in a thread; ``result()`` waits for it, returns what it returned or re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Target]) -> None:
+        self.value: Target | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self.thread.start()
 
-    def _run(self, fn: Callable[[], object]) -> None:
+    def _run(self, fn: Callable[[], Target]) -> None:
         try:
-            fn()
+            self.value = fn()
         except BaseException as exc:  # handed to the caller by result()
             self.error = exc
 
-    def result(self) -> None:
+    def result(self) -> Target:
         self.thread.join()
         if self.error is not None:
             raise self.error
+        assert self.value is not None
+        return self.value
 
 
 def kept_for_inspection(target: Target) -> dict[str, str]:
