@@ -4,10 +4,12 @@ rename, and nothing of it left behind when its sha256 is not the verified one. R
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from ansible_collections.bkprov.buildkit.plugins.module_utils import converge as cv
@@ -93,3 +95,53 @@ def test_a_streamed_binary_replaces_the_old_one_only_when_verified(tmp_path):
     good = pipe(spec, runc.read_bytes())
     assert good["changed"] is True and path.read_bytes() == runc.read_bytes()
     assert oct(path.stat().st_mode & 0o777) == "0o755" and leftovers(tmp_path) == []
+
+
+def test_a_release_of_many_chunks_arrives_byte_for_byte(tmp_path):
+    """Larger than the reader thread's chunks (1 MiB) and not compressible: tar's small reads cross chunk ends."""
+    payload = os.urandom(3 * cv.Artifact.CHUNK + 12345)
+    source = tmp_path / "big.tar.gz"
+    with tarfile.open(source, "w:gz") as tar:
+        for name in ("buildctl", "buildkitd", "buildkit-runc"):
+            info = tarfile.TarInfo(f"bin/{name}")
+            info.size, info.mode = len(payload), 0o755
+            tar.addfile(info, io.BytesIO(payload))
+    spec = release(tmp_path, hashlib.sha256(source.read_bytes()).hexdigest())
+    out = pipe({"release": spec}, source.read_bytes())
+    assert out["changed"] is True, out
+    for name in ("buildctl", "buildkitd", "buildkit-runc"):
+        assert (tmp_path / "lib" / "v1" / "bin" / name).read_bytes() == payload
+    assert (tmp_path / "cache" / "release.tar.gz").read_bytes() == source.read_bytes()
+    assert leftovers(tmp_path) == []
+
+
+class DroppedConnection(io.RawIOBase):
+    """The first ``keep`` bytes of a file, then the error of a connection that went away."""
+
+    def __init__(self, path: Path, keep: int) -> None:
+        self.data = io.BytesIO(path.read_bytes()[:keep])
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.data.read(size)
+        if not data:
+            raise ConnectionResetError("connection reset by peer")
+        return data
+
+
+def test_a_stream_that_breaks_off_changes_nothing_and_leaves_nothing(tmp_path):
+    payload = os.urandom(2 * cv.Artifact.CHUNK)
+    source = tmp_path / "big.tar.gz"
+    with tarfile.open(source, "w:gz") as tar:
+        for name in ("buildctl", "buildkitd", "buildkit-runc"):
+            info = tarfile.TarInfo(f"bin/{name}")
+            info.size, info.mode = len(payload), 0o755
+            tar.addfile(info, io.BytesIO(payload))
+    spec = release(tmp_path, hashlib.sha256(source.read_bytes()).hexdigest())
+    out = cv.converge({"release": spec}, cv.Artifact(DroppedConnection(source, keep=source.stat().st_size // 2)))
+    assert out["failed"] is True and "another sha256 than the verified" in out["msg"]
+    assert not (tmp_path / "lib" / "v1").exists() and not (tmp_path / "bin").exists()
+    assert not (tmp_path / "cache" / "release.tar.gz").exists()
+    assert leftovers(tmp_path) == []

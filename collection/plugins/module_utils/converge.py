@@ -25,12 +25,14 @@ import grp
 import hashlib
 import json
 import os
+import queue
 import shutil
 import stat
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 
 from ansible_collections.bkprov.buildkit.plugins.module_utils.host_state import snapshot
@@ -71,30 +73,78 @@ def sha256_of(path):
 
 class Artifact(object):
     """An artifact read once, as it arrives (stdin) or from a file: hashed while it is read and, once
-    ``keep_in`` was called, written beside where it will live, so keeping it is a rename, not a copy."""
+    ``keep_in`` was called, written beside where it will live, so keeping it is a rename, not a copy.
+
+    A reader thread receives, hashes and copies while the caller unpacks what it hands over: hashing
+    and inflating both release the GIL, so on two CPUs they overlap (seconds on an emulated VM).
+    ``keep_in`` comes before the first ``read``.
+    """
+
+    CHUNK = 1 << 20
 
     def __init__(self, stream):
         self.stream = stream
         self.digest = hashlib.sha256()
         self.copy = None  # (path, file) of the copy being written
         self.done = ""
+        self.chunks = None  # the reader thread's hand-over, made on the first read
+        self.error = None  # what the reader thread hit (a full disk), raised to the caller
+        self.chunk, self.pos = b"", 0
+        self.eof = False
 
     def keep_in(self, directory):
         os.makedirs(directory, mode=0o755, exist_ok=True)
         fd, path = tempfile.mkstemp(dir=directory, prefix=".bkprov-incoming-")
         self.copy = (path, os.fdopen(fd, "wb"))
 
-    def read(self, size=-1):
-        data = self.stream.read(size)
-        self.digest.update(data)
-        if self.copy:
-            self.copy[1].write(data)
+    def _receive(self):
+        try:
+            while True:
+                data = self.stream.read(self.CHUNK)
+                self.digest.update(data)
+                if self.copy:
+                    self.copy[1].write(data)
+                self.chunks.put(data)
+                if not data:
+                    return
+        except Exception as exc:  # handed to the reading side
+            self.error = exc
+            self.chunks.put(b"")
+
+    def _next_chunk(self):
+        if self.eof:
+            return b""
+        if self.chunks is None:
+            self.chunks = queue.Queue(maxsize=8)
+            self.reader = threading.Thread(target=self._receive)
+            self.reader.daemon = True
+            self.reader.start()
+        data = self.chunks.get()
+        if not data:
+            self.eof = True
+            self.reader.join()
+            if self.error is not None:
+                raise self.error
         return data
+
+    def read(self, size=-1):
+        parts = []
+        while size != 0:
+            if self.pos >= len(self.chunk):
+                self.chunk, self.pos = self._next_chunk(), 0
+                if not self.chunk:
+                    break
+            take = len(self.chunk) - self.pos if size < 0 else min(size, len(self.chunk) - self.pos)
+            parts.append(self.chunk[self.pos : self.pos + take])
+            self.pos += take
+            if size > 0:
+                size -= take
+        return b"".join(parts)
 
     def finish(self):
         """Read what is left (a tar stream ends before the gzip trailer); the sha256 of all of it."""
         if not self.done:
-            while self.read(1 << 20):
+            while self.read(self.CHUNK):
                 pass
             if self.copy:
                 self.copy[1].close()
@@ -422,17 +472,23 @@ def start(svc, restart, check):
     enable = [u for u in svc.get("enable") or [] if states.get(u, {}).get("UnitFileState") != "enabled"]
     first = socket or name
     active = states.get(first, {}).get("ActiveState") == "active"
+    # Units systemd has not loaded (a new host) have nothing to stop and no failure to reset: under
+    # emulation each of those systemctl calls costs ~0.3 s.
+    loaded = [u for u in units if states.get(u, {}).get("LoadState") == "loaded"]
+    running = states.get(name, {}).get("ActiveState") not in ("inactive", "failed", None)
     out = {"restarted": bool(restart), "started": bool(not restart and not active), "enabled": enable}
     if check:
         return out
     if restart:
-        systemctl("stop", name)
+        if name in loaded and running:
+            systemctl("stop", name)
         if enable:  # links only: the one daemon-reload below reads them with the new unit files
             systemctl("enable", "--no-reload", *enable)
         systemctl("daemon-reload")
     elif enable:
         systemctl("enable", *enable)
-    run(["systemctl", "reset-failed", name] + ([socket] if socket else []))
+    if loaded:
+        run(["systemctl", "reset-failed", *loaded])
     if restart and socket:
         systemctl("restart", socket)
     if restart or not active:
@@ -501,11 +557,27 @@ def wait(svc, since):
 # ---------------------------------------------------------------- all steps
 
 
-def reported_version(argv):
+def ask_version(argv):
+    """Start ``BINARY --version`` now and read its answer later (``answered_version``): a Go binary
+    takes ~1 s to answer under emulation, time that overlaps the units' start and the wait."""
     if not argv or not os.path.exists(argv[0]):
+        return None
+    try:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    except OSError:
+        return None
+
+
+def answered_version(proc):
+    if proc is None:
         return ""
-    rc, stdout, _stderr = run(argv, timeout=30)
-    return version_word(stdout) if rc == 0 else ""
+    try:
+        stdout, _stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return ""
+    return version_word(stdout) if proc.returncode == 0 else ""
 
 
 def managed(p, result):
@@ -542,6 +614,7 @@ def _converge(p, artifact):
     steps = p.get("steps") or {}
     result = {"changed": False, "needs_artifact": False, "phase": "install", "diff": []}
     changed_install = changed_files = False
+    version = None  # the installed daemon's --version, asked as soon as its binary is in place
     try:
         if steps.get("install", True) and (p.get("binary") or p.get("release")):
             if p.get("binary"):
@@ -555,6 +628,7 @@ def _converge(p, artifact):
                 result["needs_artifact"] = True
                 return result
             changed_install = out["changed"]
+        version = ask_version(p.get("version_argv") or [])
         if steps.get("configure", True) and (p.get("files") or p.get("absent") or p.get("group")):
             out, diffs = configure(p, check)
             result["files"] = out
@@ -574,7 +648,7 @@ def _converge(p, artifact):
         result.update(failed=True, msg=str(exc), phase=exc.phase)
     service = result.get("service") or {}
     result["changed"] = bool(changed_install or changed_files or service.get("started") or service.get("enabled"))
-    result["installed_version"] = reported_version(p.get("version_argv") or [])
+    result["installed_version"] = answered_version(version or ask_version(p.get("version_argv") or []))
     # What the host looks like now that this component is converged, read back from the system: a later
     # run finds the host up to date when nothing in it differs (module_utils/host_state.py).
     if (
