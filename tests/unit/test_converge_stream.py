@@ -97,15 +97,20 @@ def test_a_streamed_binary_replaces_the_old_one_only_when_verified(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == "0o755" and leftovers(tmp_path) == []
 
 
-def test_a_release_of_many_chunks_arrives_byte_for_byte(tmp_path):
-    """Larger than the reader thread's chunks (1 MiB) and not compressible: tar's small reads cross chunk ends."""
-    payload = os.urandom(3 * cv.Artifact.CHUNK + 12345)
-    source = tmp_path / "big.tar.gz"
-    with tarfile.open(source, "w:gz") as tar:
+def random_release(path: Path, payload: bytes) -> Path:
+    """A release tarball whose three binaries are ``payload`` (random bytes: gzip cannot shrink them)."""
+    with tarfile.open(path, "w:gz") as tar:
         for name in ("buildctl", "buildkitd", "buildkit-runc"):
             info = tarfile.TarInfo(f"bin/{name}")
             info.size, info.mode = len(payload), 0o755
             tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_a_release_of_many_chunks_arrives_byte_for_byte(tmp_path):
+    """Larger than the reader thread's chunks (1 MiB) and not compressible: tar's small reads cross chunk ends."""
+    payload = os.urandom(3 * cv.Artifact.CHUNK + 12345)
+    source = random_release(tmp_path / "big.tar.gz", payload)
     spec = release(tmp_path, hashlib.sha256(source.read_bytes()).hexdigest())
     out = pipe({"release": spec}, source.read_bytes())
     assert out["changed"] is True, out
@@ -133,12 +138,7 @@ class DroppedConnection(io.RawIOBase):
 
 def test_a_stream_that_breaks_off_changes_nothing_and_leaves_nothing(tmp_path):
     payload = os.urandom(2 * cv.Artifact.CHUNK)
-    source = tmp_path / "big.tar.gz"
-    with tarfile.open(source, "w:gz") as tar:
-        for name in ("buildctl", "buildkitd", "buildkit-runc"):
-            info = tarfile.TarInfo(f"bin/{name}")
-            info.size, info.mode = len(payload), 0o755
-            tar.addfile(info, io.BytesIO(payload))
+    source = random_release(tmp_path / "big.tar.gz", payload)
     spec = release(tmp_path, hashlib.sha256(source.read_bytes()).hexdigest())
     out = cv.converge({"release": spec}, cv.Artifact(DroppedConnection(source, keep=source.stat().st_size // 2)))
     assert out["failed"] is True and "another sha256 than the verified" in out["msg"]
