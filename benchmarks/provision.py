@@ -173,7 +173,8 @@ def vm_fresh(version: str) -> dict[str, float]:
         rerun = timed(lambda: summary.update(bkprov(*argv)), "vm_rerun")
         if summary.get("changed") != 0 or not summary.get("build_output"):
             raise RuntimeError(f"the VM re-run was not idempotent or did not build: {summary}")
-        return {"vm": fresh, "vm_boot": parts["target"], "vm_play": parts["ansible"], "vm_rerun": rerun}
+        # ansible-playbook starts while the VM boots: what follows the boot is the playbook's part.
+        return {"vm": fresh, "vm_boot": parts["target"], "vm_play": fresh - parts["target"], "vm_rerun": rerun}
     finally:
         destroy(name)
 
@@ -270,7 +271,8 @@ def main() -> int:
         print(f"| {floor} | {med['vm_base']:.1f} (boot {med['vm_base_boot']:.1f}) | |")
         print(f"| {what} | {med['vm']:.1f} ({med['vm'] / med['vm_base']:.2f}x its baseline) | ≤ 60 |")
         print(f"| … of which QEMU start to SSH answering (bkprov's `target` time) | {med['vm_boot']:.1f} | |")
-        print(f"| … of which the playbook, verify build included (`ansible` time) | {med['vm_play']:.1f} | |")
+        after = "… of which the rest, once SSH answered (the playbook and its verify build; Ansible started at boot)"
+        print(f"| {after} | {med['vm_play']:.1f} | |")
         again = "`bkprov provision` again on that VM, idempotent (changed=0), with its proof build"
         print(f"| {again} | {med['vm_rerun']:.1f} | |")
     if args.fleet:
