@@ -193,7 +193,7 @@ def run(options: argparse.Namespace) -> int:
     key = recorded.run_key(extravars, digests)
     # A host exactly as the last verified run left it needs only the proof build (bkprov.recorded);
     # TLS has files on this side too, and fleets go through Ansible. A new target has no record.
-    shortcut = target is not None and not (req.full or req.tcp or before is not None)
+    shortcut = not (req.full or req.tcp or before is not None)
     result = recorded.prove(target, key, req.version, log) if shortcut and target is not None else None
     if result is not None:
         seconds["proof"] = result.seconds
