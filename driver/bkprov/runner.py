@@ -131,6 +131,28 @@ class Collector:
         return result
 
 
+def no_delay_after_close() -> None:
+    """Make pexpect's pty close without its 0.1 s sleep (once per process).
+
+    ansible-runner closes the pty only after ansible-playbook has exited; ptyprocess then sleeps
+    delayafterclose "to give the kernel time to update process status", which an exited child does not
+    need. The delay is set per instance in PtyProcess.__init__, so it is cleared on each new one.
+    """
+    import pexpect
+
+    spawnpty = pexpect.spawn._spawnpty
+    if getattr(spawnpty, "no_delay_after_close", False):
+        return
+
+    def _spawnpty(self: Any, args: Any, **kwargs: Any) -> Any:
+        proc = spawnpty(self, args, **kwargs)
+        proc.delayafterclose = 0.0
+        return proc
+
+    _spawnpty.no_delay_after_close = True  # type: ignore[attr-defined]
+    pexpect.spawn._spawnpty = _spawnpty
+
+
 def run_playbook(
     playbook: str,
     inventory: str | dict[str, Any] | PendingInventory,
@@ -142,11 +164,8 @@ def run_playbook(
 ) -> PlayResult:
     """Run one of playbooks/*.yml; never raises for a failed play, the result says what failed."""
     import ansible_runner
-    import ptyprocess
 
-    # ansible-runner closes the pty once ansible-playbook has exited; ptyprocess then sleeps
-    # delayafterclose (0.1 s by default) "to give the kernel time", which an exited child does not need.
-    ptyprocess.PtyProcess.delayafterclose = 0.0
+    no_delay_after_close()
 
     # One private data dir per run: ansible-runner writes the inventory there, and runs at once
     # (bkprov matrix --jobs N, two terminals) must not see each other's.
