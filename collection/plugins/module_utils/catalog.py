@@ -11,13 +11,17 @@ series (``series:``) or with every release (``defaults:``); tarball name, URL an
 runc pairing of a release pin are derived. ``load()`` returns the *expanded* catalog,
 every version entry complete, with the user's overlay (``<cache>/catalog/overlay.yml``,
 written by ``bkprov versions --refresh``) merged in. Treat what it returns as read-only:
-it is cached per file and mtime.
+it is cached per file and mtime, in the process and (checked) as JSON in the controller cache.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -194,26 +198,76 @@ def merge_overlay(doc: Dict[str, Any], overlay: Dict[str, Any]) -> Dict[str, Any
 
 
 _CACHE: Dict[Tuple, Dict[str, Any]] = {}
+STORED_PREFIX = ".expanded-"  # <cache>/catalog/.expanded-<key>.json: the checked catalog, as JSON
 
 
-def _stamp(path: Path) -> Optional[int]:
+def _stamp(path: Path) -> Optional[Tuple[int, int]]:
     try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
+        info = path.stat()
+    except OSError:  # absent (or a file where its directory should be): no such file
         return None
+    return info.st_mtime_ns, info.st_size
+
+
+# Every Ansible task that reads the catalog runs in a new worker process, so the in-process cache above
+# serves one task only; parsing and checking the YAML again costs ~50 ms a time. A checked catalog is kept
+# as JSON in the controller cache, under a key made of both files' paths and stamps and this module's own
+# (a newer bkprov expands differently), and read back in ~2 ms.
+def _stored_path(key: Tuple) -> Path:
+    digest = hashlib.sha256(repr((key, _stamp(Path(__file__)))).encode("utf-8")).hexdigest()[:24]
+    return Path(default_cache_dir()) / "catalog" / (STORED_PREFIX + digest + ".json")
+
+
+def _read_stored(key: Tuple) -> Optional[Dict[str, Any]]:
+    try:
+        with open(_stored_path(key), encoding="utf-8") as handle:
+            stored = json.load(handle)
+    except (OSError, ValueError):  # none yet, or unreadable: parse the YAML
+        return None
+    return stored if isinstance(stored, dict) and stored.get("_problems") == [] else None
+
+
+def _store(key: Tuple, catalog: Dict[str, Any]) -> None:
+    """Keep a checked catalog for the next process; silently not where the cache is not writable, and not
+    before bkprov made its cache (a command that only reads, or refuses its input, leaves nothing behind)."""
+    path = _stored_path(key)
+    if not path.parent.parent.is_dir():
+        return
+    try:
+        text = json.dumps(catalog)
+        if json.loads(text) != catalog:  # something JSON does not carry (a date, a tuple): keep parsing
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=STORED_PREFIX, suffix=".tmp", dir=str(path.parent))
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+        for old in path.parent.glob(STORED_PREFIX + "*.json"):
+            if old != path:
+                old.unlink()
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+def _key(path: Union[str, Path], overlay: Union[str, Path, bool, None]) -> Tuple[Tuple, Path, Optional[Path]]:
+    """(cache key, catalog path, overlay path or None): the key changes when either file does."""
+    path = Path(path)
+    over = None if overlay is False else Path(overlay) if overlay not in (None, True) else overlay_path()
+    return (str(path), _stamp(path), str(over), _stamp(over) if over else None), path, over
 
 
 def load(path: Union[str, Path] = CATALOG, overlay: Union[str, Path, bool, None] = None) -> Dict[str, Any]:
-    """The expanded catalog with the user's overlay merged in (cached per path and mtime).
+    """The expanded catalog with the user's overlay merged in (cached per path and stamp, in this process and,
+    once checked, on disk).
 
     ``overlay``: None = <cache>/catalog/overlay.yml when it exists, a path = that file, False = none.
     Overlay entries carry ``origin: overlay``, the shipped ones ``origin: catalog``.
     """
-    path = Path(path)
-    over = None if overlay is False else Path(overlay) if overlay not in (None, True) else overlay_path()
-    key = (str(path), _stamp(path), str(over), _stamp(over) if over else None)
-    cached = _CACHE.get(key)
+    key, path, over = _key(path, overlay)
+    cached = _CACHE.get(key) or _read_stored(key)
     if cached is not None:
+        _CACHE.clear()
+        _CACHE[key] = cached
         return cached
     doc = _read_yaml(path)
     if not isinstance(doc, dict):
@@ -244,6 +298,8 @@ def load_checked(path: Union[str, Path] = CATALOG, overlay: Union[str, Path, boo
     catalog = load(path, overlay)
     if "_problems" not in catalog:
         catalog["_problems"] = validate(catalog)
+        if not catalog["_problems"]:
+            _store(_key(path, overlay)[0], catalog)
     if catalog["_problems"]:
         raise CatalogError(f"the catalog {source_text(catalog)} is broken: " + "; ".join(catalog["_problems"]))
     return catalog
