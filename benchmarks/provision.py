@@ -12,6 +12,8 @@ runs so both see the same machine load):
   target is as the first run left it, so bkprov re-runs only the recorded proof build (``ran: proof``);
 - the same re-run with ``--full``: the whole playbook (what a host bkprov has no record of gets);
 - the shell baseline: docker run + copy + extract + a unit + systemctl start + one build;
+- the Ansible floor: those same steps as ONE ``raw`` task through bkprov's runner (ansible-runner, the
+  inventory served while the container is made): what any provision through ansible-playbook costs here;
 - with ``--vm``: a fresh VM under software emulation (``--accel tcg``), boot included, with its
   parts (boot to SSH, the playbook) from bkprov's own timings, and the VM's idempotent re-run;
   and the floor under emulation: the shell baseline's steps over SSH on a fresh VM bkprov booted;
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -108,6 +111,14 @@ def bkprov_fresh(version: str) -> tuple[float, float, float]:
         destroy(name)
 
 
+# The baseline's steps in the container, once its tarball was copied to /root/bk.tar.gz.
+SHELL_STEPS = (
+    f"tar -C /usr/local -xzf /root/bk.tar.gz && mkdir -p /run/buildkit && cat > /etc/systemd/system/"
+    f"buildkit.service <<'EOF'\n{UNIT}EOF\nsystemctl daemon-reload && systemctl start buildkit && "
+    f"for i in $(seq 100); do buildctl debug workers >/dev/null 2>&1 && break; sleep 0.2; done && {BUILD}"
+)
+
+
 def baseline(version: str, image: str) -> float:
     """The same outcome by hand: container, copy, extract, unit, start, build."""
     cli = ct.client()
@@ -117,12 +128,67 @@ def baseline(version: str, image: str) -> float:
     def steps() -> None:
         ct.create(cli, name, image, version, lambda _m: None)
         subprocess.run(["docker", "cp", str(tarball), f"{name}:/root/bk.tar.gz"], check=True)
-        script = (
-            f"tar -C /usr/local -xzf /root/bk.tar.gz && mkdir -p /run/buildkit && cat > /etc/systemd/system/"
-            f"buildkit.service <<'EOF'\n{UNIT}EOF\nsystemctl daemon-reload && systemctl start buildkit && "
-            f"for i in $(seq 100); do buildctl debug workers >/dev/null 2>&1 && break; sleep 0.2; done && {BUILD}"
-        )
-        subprocess.run(["docker", "exec", name, "bash", "-c", script], check=True, capture_output=True)
+        subprocess.run(["docker", "exec", name, "bash", "-c", SHELL_STEPS], check=True, capture_output=True)
+
+    try:
+        return timed(steps)
+    finally:
+        ct.destroy(cli, name)
+
+
+def ansible_floor(version: str, image: str) -> float:
+    """The least a provision through ansible-playbook costs here: bkprov's own machinery (ansible-runner, the
+    inventory served while the container is made and the tarball copied) running the shell baseline's steps
+    as ONE raw task. What bkprov adds above this row is its structure: the roles' tasks."""
+    import ansible_runner
+
+    from bkprov.runner import PendingInventory, environment
+
+    cli = ct.client()
+    tarball = cache_dir() / artifacts.needed(version, with_runc=False)[0].relpath
+    name = f"bench-floor-{uuid.uuid4().hex[:6]}"
+    play = [
+        {
+            "name": "Floor",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "The shell baseline's steps", "ansible.builtin.raw": f"bash -c {shlex.quote(SHELL_STEPS)}"}
+            ],
+        }
+    ]
+
+    def make(pending: PendingInventory) -> None:
+        try:
+            ct.create(cli, name, image, version, lambda _m: None)
+            subprocess.run(["docker", "cp", str(tarball), f"{name}:/root/bk.tar.gz"], check=True)
+            pending.give(ct.inventory(name))
+        finally:
+            pending.give(None)
+
+    def steps() -> None:
+        pending = PendingInventory()
+        with tempfile.TemporaryDirectory(prefix="bkprov-bench-floor-") as tmp:
+            project, private = Path(tmp, "project"), Path(tmp, "private")
+            project.mkdir()
+            private.mkdir()
+            (project / "floor.yml").write_text(json.dumps(play))
+            maker = threading.Thread(target=make, args=(pending,))
+            maker.start()
+            with pending.served(private) as inventory:
+                done = ansible_runner.run(
+                    private_data_dir=str(private),
+                    project_dir=str(project),
+                    playbook="floor.yml",
+                    inventory=inventory,
+                    envvars=environment({"ANSIBLE_INVENTORY_ENABLED": "yaml"}),
+                    quiet=True,
+                    suppress_env_files=True,
+                    event_handler=lambda _event: False,
+                )
+            maker.join()
+            if done.rc != 0:
+                raise RuntimeError(f"the Ansible floor play failed (rc {done.rc})")
 
     try:
         return timed(steps)
@@ -223,6 +289,7 @@ def main() -> int:
         "rerun": [],
         "rerun_full": [],
         "baseline": [],
+        "floor": [],
         "vm": [],
         "vm_boot": [],
         "vm_play": [],
@@ -238,6 +305,7 @@ def main() -> int:
         raw["rerun"].append(rerun)
         raw["rerun_full"].append(full)
         raw["baseline"].append(baseline(version, image))
+        raw["floor"].append(ansible_floor(version, image))
         if args.vm:
             for key, seconds in {**vm_fresh(version), **vm_baseline(version)}.items():
                 raw[key].append(seconds)
@@ -261,6 +329,8 @@ def main() -> int:
     print("| what | seconds | target |\n|---|---|---|")
     ratio = med["fresh"] / med["baseline"]
     print(f"| shell baseline: docker run + copy + extract + unit + start + build | {med['baseline']:.1f} | |")
+    floor = "the baseline's steps as one `raw` task through bkprov's runner (ansible-runner, served inventory)"
+    print(f"| Ansible floor: {floor} | {med['floor']:.1f} ({med['floor'] / med['baseline']:.2f}x baseline) | |")
     fresh = f"{med['fresh']:.1f} ({ratio:.2f}x baseline)"
     print(f"| `bkprov provision`, fresh container to verified build | {fresh} | ≤ 1.5x |")
     print(f"| `bkprov provision` again, idempotent (changed=0), with its proof build | {med['rerun']:.1f} | ≤ 3 |")
