@@ -142,7 +142,9 @@ def ansible_floor(version: str, image: str) -> float:
     as ONE raw task. What bkprov adds above this row is its structure: the roles' tasks."""
     import ansible_runner
 
-    from bkprov.runner import PendingInventory, environment
+    from bkprov.runner import PendingInventory, environment, no_delay_after_close
+
+    no_delay_after_close()  # as run_playbook does
 
     cli = ct.client()
     tarball = cache_dir() / artifacts.needed(version, with_runc=False)[0].relpath
