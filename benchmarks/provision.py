@@ -137,28 +137,16 @@ def baseline(version: str, image: str) -> float:
 
 
 def ansible_floor(version: str, image: str) -> float:
-    """The least a provision through ansible-playbook costs here: bkprov's own machinery (ansible-runner, the
+    """The least a provision through ansible-playbook costs here: bkprov's own runner (run_playbook, the
     inventory served while the container is made and the tarball copied) running the shell baseline's steps
     as ONE raw task. What bkprov adds above this row is its structure: the roles' tasks."""
-    import ansible_runner
-
-    from bkprov.runner import PendingInventory, environment, no_delay_after_close
-
-    no_delay_after_close()  # as run_playbook does
+    from bkprov.runner import PendingInventory, run_playbook
 
     cli = ct.client()
     tarball = cache_dir() / artifacts.needed(version, with_runc=False)[0].relpath
     name = f"bench-floor-{uuid.uuid4().hex[:6]}"
-    play = [
-        {
-            "name": "Floor",
-            "hosts": "all",
-            "gather_facts": False,
-            "tasks": [
-                {"name": "The shell baseline's steps", "ansible.builtin.raw": f"bash -c {shlex.quote(SHELL_STEPS)}"}
-            ],
-        }
-    ]
+    task = {"name": "The shell baseline's steps", "ansible.builtin.raw": f"bash -c {shlex.quote(SHELL_STEPS)}"}
+    play = [{"name": "Floor", "hosts": "all", "gather_facts": False, "tasks": [task]}]
 
     def make(pending: PendingInventory) -> None:
         try:
@@ -171,26 +159,14 @@ def ansible_floor(version: str, image: str) -> float:
     def steps() -> None:
         pending = PendingInventory()
         with tempfile.TemporaryDirectory(prefix="bkprov-bench-floor-") as tmp:
-            project, private = Path(tmp, "project"), Path(tmp, "private")
-            project.mkdir()
-            private.mkdir()
-            (project / "floor.yml").write_text(json.dumps(play))
+            playbook = Path(tmp, "floor.yml")
+            playbook.write_text(json.dumps(play))
             maker = threading.Thread(target=make, args=(pending,))
             maker.start()
-            with pending.served(private) as inventory:
-                done = ansible_runner.run(
-                    private_data_dir=str(private),
-                    project_dir=str(project),
-                    playbook="floor.yml",
-                    inventory=inventory,
-                    envvars=environment({"ANSIBLE_INVENTORY_ENABLED": "yaml"}),
-                    quiet=True,
-                    suppress_env_files=True,
-                    event_handler=lambda _event: False,
-                )
+            result = run_playbook(str(playbook), pending, {})
             maker.join()
-            if done.rc != 0:
-                raise RuntimeError(f"the Ansible floor play failed (rc {done.rc})")
+            if result.rc != 0:
+                raise RuntimeError(f"the Ansible floor play failed (rc {result.rc}): {result.output_tail[-10:]}")
 
     try:
         return timed(steps)
